@@ -1,0 +1,169 @@
+"""Serving overhead, side by side in one run: e5 in-process vs through Triton vs the gateway's /v1/search.
+
+    .venv/bin/python benchmarks/search_overhead.py            # full run (about 2 minutes)
+    .venv/bin/python benchmarks/search_overhead.py --smoke    # a few seconds, to keep the script working
+
+Measures, at concurrency 1 and 32, on the same machine and the same queries:
+  A. query embeddings with onnxruntime in this process (the same ONNX file Triton serves);
+  B. query embeddings through Triton (tritonclient gRPC, binary tensors, dynamic batching);
+  C. full searches through the gateway (HTTP -> Triton embedding -> BM25 + dense + fusion).
+Prints requests/s, p50/p95 latency and the ratios B/A and C/A, and writes a JSON report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import numpy as np
+import tritonclient.grpc.aio as grpcaio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from corpus.index import load_index  # noqa: E402
+from inference.e5 import E5Encoder  # noqa: E402
+from server.gateway_process import GatewayProcess  # noqa: E402
+from server.settings import Settings  # noqa: E402
+from server.tritonserver import TritonPorts, TritonProcess  # noqa: E402
+
+
+def _queries(settings: Settings, n: int) -> list[str]:
+    """Fiche titles and descriptions as stand-in advisor questions (derived from the corpus)."""
+    index = load_index(settings.resolved_index_dir)
+    texts = [f.title for f in index.fiches.values() if f.answerable]
+    texts += [f.description for f in index.fiches.values() if f.answerable and f.description]
+    rng = np.random.default_rng(7)
+    return [texts[i] for i in rng.choice(len(texts), size=n, replace=False)]
+
+
+class Result:
+    def __init__(self, name: str, concurrency: int, latencies: list[float], seconds: float) -> None:
+        self.name = name
+        self.concurrency = concurrency
+        self.n = len(latencies)
+        self.rps = self.n / seconds
+        ordered = sorted(latencies)
+        self.p50 = statistics.median(ordered) * 1000
+        self.p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] * 1000
+
+    def row(self) -> dict[str, float | int | str]:
+        return {"path": self.name, "concurrency": self.concurrency, "requests": self.n, "rps": round(self.rps, 1),
+                "p50_ms": round(self.p50, 1), "p95_ms": round(self.p95, 1)}
+
+
+def bench_inprocess(encoder: E5Encoder, queries: list[str], concurrency: int) -> Result:
+    """Concurrency c in-process = c callers served by one encoder; c > 1 is the batched best case."""
+    latencies: list[float] = []
+    started = time.perf_counter()
+    if concurrency == 1:
+        for q in queries:
+            t0 = time.perf_counter()
+            encoder.encode([q], "query")
+            latencies.append(time.perf_counter() - t0)
+    else:
+        for i in range(0, len(queries), concurrency):
+            batch = queries[i : i + concurrency]
+            t0 = time.perf_counter()
+            encoder.encode(batch, "query")
+            latencies.extend([time.perf_counter() - t0] * len(batch))
+    return Result("in-process onnxruntime", concurrency, latencies, time.perf_counter() - started)
+
+
+async def _closed_loop(call: Callable[[str], Awaitable[None]], queries: list[str], concurrency: int) -> tuple[list[float], float]:
+    latencies: list[float] = []
+    pending = list(reversed(queries))
+
+    async def worker() -> None:
+        while pending:
+            q = pending.pop()
+            t0 = time.perf_counter()
+            await call(q)
+            latencies.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, time.perf_counter() - started
+
+
+async def bench_triton(url: str, queries: list[str], concurrency: int) -> Result:
+    client = grpcaio.InferenceServerClient(url)
+    try:
+        async def call(q: str) -> None:
+            data = np.array([[q.encode()]], dtype=np.object_)
+            inputs = [grpcaio.InferInput("text", [1, 1], "BYTES"), grpcaio.InferInput("kind", [1, 1], "BYTES")]
+            inputs[0].set_data_from_numpy(data)
+            inputs[1].set_data_from_numpy(np.array([[b"query"]], dtype=np.object_))
+            await client.infer("e5_embedder", inputs, client_timeout=60)
+
+        await call(queries[0])
+        latencies, seconds = await _closed_loop(call, queries, concurrency)
+    finally:
+        await client.close()
+    return Result("Triton gRPC (embedding)", concurrency, latencies, seconds)
+
+
+async def bench_gateway(url: str, queries: list[str], concurrency: int) -> Result:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+        async def call(q: str) -> None:
+            response = await client.get("/v1/search", params={"q": q[:2000], "k": 5})
+            response.raise_for_status()
+
+        await call(queries[0])
+        latencies, seconds = await _closed_loop(call, queries, concurrency)
+    return Result("gateway /v1/search", concurrency, latencies, seconds)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="a few requests only")
+    parser.add_argument("--requests", type=int, default=320, help="requests per measurement")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = parser.parse_args()
+    settings = Settings.from_env()
+    n = 32 if args.smoke else args.requests
+    queries = _queries(settings, n)
+    encoder = E5Encoder(settings.embedding_dir, intra_op_threads=settings.embed_threads)
+    encoder.encode(queries[:4], "query")
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory() as tmp, TritonProcess(
+        settings.repository_dir, Path(tmp) / "triton", TritonPorts.free(), log=Path(tmp) / "triton.log"
+    ) as triton:
+        gateway = GatewayProcess(settings, triton.grpc_url, Path(tmp) / "gateway.log").wait_live()
+        try:
+            for concurrency in (1, 32):
+                # Interleave the three paths so that machine noise hits them alike.
+                results.append(bench_inprocess(encoder, queries, concurrency))
+                results.append(asyncio.run(bench_triton(triton.grpc_url, queries, concurrency)))
+                results.append(asyncio.run(bench_gateway(gateway.url, queries, concurrency)))
+        finally:
+            gateway.stop()
+    print(f"\n{'path':<28}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'vs in-process':>15}")
+    report = []
+    for result in results:
+        base = next(r for r in results if r.concurrency == result.concurrency and r.name.startswith("in-process"))
+        ratio = result.rps / base.rps
+        print(f"{result.name:<28}{result.concurrency:>5}{result.rps:>9.1f}{result.p50:>9.1f}{result.p95:>9.1f}"
+              f"{ratio:>14.0%}")
+        report.append({**result.row(), "throughput_vs_inprocess": round(ratio, 3)})
+    if not args.smoke:
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = args.out / f"search-overhead-{time.strftime('%Y%m%d-%H%M%S')}.json"
+        meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {platform.processor()}",
+                "cpus": __import__("os").cpu_count(), "embedding_precision": settings.embedding_precision}
+        path.write_text(json.dumps({"meta": meta, "results": report}, indent=2))
+        print(f"\nreport: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

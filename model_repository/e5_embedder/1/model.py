@@ -1,0 +1,39 @@
+"""Triton python-backend glue for the e5 embedder: tensors in, inference.e5 and inference.requests do the work."""
+
+import json
+from pathlib import Path
+
+import triton_python_backend_utils as pb_utils
+
+from inference.e5 import E5Encoder
+from inference.requests import embed_items, parse_item
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        params = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        threads = int(params.get("intra_op_threads") or 0) or None
+        self.encoder = E5Encoder(
+            Path(params["model_dir"]), model_file=params.get("model_file") or "model.onnx", intra_op_threads=threads
+        )
+
+    def execute(self, requests):
+        items = []
+        for request in requests:
+            try:
+                text = pb_utils.get_input_tensor_by_name(request, "text").as_numpy()
+                kind = pb_utils.get_input_tensor_by_name(request, "kind")
+                items.append(parse_item(text, kind.as_numpy() if kind is not None else None))
+            except Exception as exc:  # noqa: BLE001 - becomes this request's error
+                items.append(exc)
+        responses = []
+        for result in embed_items(items, self.encoder.encode):
+            if isinstance(result, Exception):
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(result))))
+            else:
+                responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("embedding", result)]))
+        return responses
+
+    def finalize(self):
+        self.encoder = None

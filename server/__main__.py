@@ -1,0 +1,67 @@
+"""``python -m server serve``: tritonserver + gateway, stopped together on Ctrl-C.
+``python -m server gateway``: the gateway alone, against a Triton already running (production layout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import uvicorn
+
+from server.app import create_app
+from server.settings import Settings, SettingsError
+from server.tritonserver import TritonPorts, TritonProcess
+
+
+def _grpc_port(url: str) -> int:
+    host, _, port = url.rpartition(":")
+    if not host or not port.isdigit():
+        raise SettingsError(f"ALBERT_TRITON_GRPC_URL must be host:port, got {url!r}")
+    return int(port)
+
+
+def _run_gateway(settings: Settings) -> None:
+    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_level="info")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
+    parser.add_argument("command", choices=["serve", "gateway"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = Settings.from_env()
+        if args.command == "gateway":
+            _run_gateway(settings)
+            return 0
+        ports = TritonPorts(settings.triton_http_port, _grpc_port(settings.triton_grpc_url), settings.triton_metrics_port)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not (settings.repository_dir / settings.embedding_model / "config.pbtxt").exists():
+        print(f"error: no model repository at {settings.repository_dir}; run set-up first", file=sys.stderr)
+        return 2
+    log_path = settings.cache_dir / "logs" / "tritonserver.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    triton = TritonProcess(settings.repository_dir, settings.cache_dir / "triton", ports, log=log_path)
+    print(f"Starting tritonserver (gRPC {ports.grpc}, HTTP {ports.http}); log: {log_path}", file=sys.stderr)
+    try:
+        triton.start()
+        triton.wait_ready(timeout=180)
+        print(f"Gateway on http://{settings.http_host}:{settings.http_port} (Ctrl-C stops both)", file=sys.stderr)
+        _run_gateway(settings)
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        triton.stop()
+        print("tritonserver stopped", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""The gateway as a child process (``python -m server gateway``), for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from server.settings import Settings
+from server.tritonserver import free_port
+
+__all__ = ["GatewayProcess"]
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+class GatewayProcess:
+    """Started on a free loopback port, configured through ALBERT_* variables (extra ones via ``env``)."""
+
+    def __init__(self, settings: Settings, triton_grpc_url: str, log: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        variables = {
+            "ALBERT_CACHE_DIR": str(settings.cache_dir),
+            "ALBERT_HTTP_PORT": str(self.port),
+            "ALBERT_TRITON_GRPC_URL": triton_grpc_url,
+            **env,
+        }
+        if settings.index_dir is not None:
+            variables.setdefault("ALBERT_INDEX_DIR", str(settings.index_dir))
+        self._log = log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "server", "gateway"],
+            cwd=_ROOT, env={**os.environ, **variables}, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_live(self, timeout: float = 60.0) -> GatewayProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway exited with {self.process.returncode} (see {self._log.name})")
+            try:
+                if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("gateway did not come up")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+        self._log.close()

@@ -1,0 +1,136 @@
+"""Hybrid retrieval: three rankings fused by RRF, grouped by fiche.
+
+1. BM25 over search units (chunks with their title and section path, fiche heads);
+2. dense (e5) similarity over the units that have vectors;
+3. BM25 over whole fiches.
+Unit rankings become fiche rankings (a fiche takes the rank of its best unit); the three fiche rankings are
+fused. A fiche's excerpts are its chunks ordered by their fused unit score (rankings 1 and 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from corpus.analysis import FrenchAnalyzer
+from corpus.index import SearchIndex
+from corpus.records import Chunk, Fiche
+from server.retrieval.expansion import QueryExpander
+from server.retrieval.rrf import rrf
+
+__all__ = ["ExcerptHit", "FicheHit", "HybridSearcher", "SearchParams"]
+
+
+@dataclass(frozen=True, slots=True)
+class SearchParams:
+    candidates: int = 200
+    rrf_k: int = 30
+    excerpts_per_fiche: int = 2
+    lexical_weight: float = 1.0
+    dense_weight: float = 1.0
+    fiche_lexical_weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ExcerptHit:
+    chunk: Chunk
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class FicheHit:
+    fiche: Fiche
+    score: float
+    excerpts: list[ExcerptHit]
+    lexical_rank: int | None
+    dense_rank: int | None
+    fiche_lexical_rank: int | None
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the n best finite, positive-or-dense scores, best first."""
+    valid = np.flatnonzero(np.isfinite(scores))
+    if valid.size == 0:
+        return valid
+    n = min(n, valid.size)
+    part = valid[np.argpartition(-scores[valid], n - 1)[:n]]
+    return part[np.argsort(-scores[part], kind="stable")]
+
+
+class HybridSearcher:
+    def __init__(self, index: SearchIndex, params: SearchParams | None = None) -> None:
+        self.index = index
+        self.params = params or SearchParams()
+        self.analyzer = FrenchAnalyzer()
+        abbreviations: dict[str, str] = {}
+        for fiche in index.fiches.values():
+            abbreviations.update(fiche.abbreviations)
+        self.expander = QueryExpander(abbreviations)
+        self._vocab = set(index.bm25.vocab_dict)
+        self._fiche_vocab = set(index.fiche_bm25.vocab_dict)
+
+    def dense_text(self, query: str) -> str:
+        """The text to embed (as a query) for ``query``: the query plus its expansions."""
+        return self.expander.expand(query)
+
+    def lexical_terms(self, query: str) -> list[str]:
+        return [t for t in self.analyzer(self.expander.expand(query)) if t in self._vocab]
+
+    def search(self, query: str, query_vector: np.ndarray | None, *, audience: str | None, k: int) -> list[FicheHit]:
+        index, params = self.index, self.params
+        mask = index.audience_mask(audience)
+        terms = self.lexical_terms(query)
+
+        lexical = np.full(len(index.units), -np.inf, dtype=np.float32)
+        if terms:
+            raw = np.asarray(index.bm25.get_scores(terms), dtype=np.float32)
+            lexical = np.where(raw > 0, raw, -np.inf)
+        if mask is not None:
+            lexical[~mask] = -np.inf
+        unit_rankings = [_top(lexical, params.candidates).tolist()]
+        if query_vector is not None:
+            dense = np.full(len(index.units), -np.inf, dtype=np.float32)
+            dense[index.dense_units] = index.vectors @ query_vector.astype(np.float32)
+            if mask is not None:
+                dense[~mask] = -np.inf
+            unit_rankings.append(_top(dense, params.candidates).tolist())
+        unit_scores = dict(rrf(unit_rankings, params.rrf_k))
+
+        fiche_rankings = [list(dict.fromkeys(int(index.unit_fiche[u]) for u in r)) for r in unit_rankings]
+        weights = [params.lexical_weight, params.dense_weight][: len(fiche_rankings)]
+        whole = self._fiche_terms(terms)
+        if whole:
+            doc_scores = np.asarray(index.fiche_bm25.get_scores(whole), dtype=np.float32)
+            doc_scores = np.where(doc_scores > 0, doc_scores, -np.inf)
+            doc_mask = index.fiche_audience_mask(audience)
+            if doc_mask is not None:
+                doc_scores[~doc_mask] = -np.inf
+            fiche_rankings.append([int(index.fiche_docs[d]) for d in _top(doc_scores, params.candidates)])
+            weights.append(params.fiche_lexical_weight)
+        fused = rrf(fiche_rankings, params.rrf_k, weights)[:k]
+        ranks = [{f: i + 1 for i, f in enumerate(r)} for r in fiche_rankings]
+        dense_ranks = ranks[1] if query_vector is not None else {}
+        whole_ranks = ranks[-1] if whole else {}
+
+        best_units: dict[int, list[int]] = {}
+        for unit in sorted(unit_scores, key=lambda u: -unit_scores[u]):
+            if index.units[unit].kind == "chunk":
+                best_units.setdefault(int(index.unit_fiche[unit]), []).append(unit)
+        hits: list[FicheHit] = []
+        for position, score in fused:
+            units = best_units.get(position, [])[: params.excerpts_per_fiche]
+            hits.append(
+                FicheHit(
+                    fiche=index.fiches[index.fiche_ids[position]],
+                    score=score,
+                    excerpts=[ExcerptHit(index.chunks[index.units[u].chunk_id], unit_scores[u]) for u in units],
+                    lexical_rank=ranks[0].get(position),
+                    dense_rank=dense_ranks.get(position),
+                    fiche_lexical_rank=whole_ranks.get(position),
+                )
+            )
+        return hits
+
+    def _fiche_terms(self, terms: list[str]) -> list[str]:
+        return [t for t in terms if t in self._fiche_vocab]

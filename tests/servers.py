@@ -1,0 +1,32 @@
+"""Real processes for integration tests: tritonserver (the wheel's binary) and the gateway (uvicorn)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from server.gateway_process import GatewayProcess
+from server.settings import Settings
+from server.tritonserver import TritonPorts, TritonProcess
+
+__all__ = ["Gateway", "start_triton"]
+
+
+def start_triton(settings: Settings, work: Path, ports: TritonPorts | None = None) -> TritonProcess:
+    repository = settings.repository_dir
+    if not (repository / settings.embedding_model / "config.pbtxt").exists():
+        raise RuntimeError(f"no rendered model repository at {repository}: run scripts/test (it runs set-up)")
+    triton = TritonProcess(repository, work, ports or TritonPorts.free(), log=work / "tritonserver.log")
+    triton.start()
+    try:
+        triton.wait_ready(timeout=180)
+    except BaseException:
+        triton.stop()
+        raise
+    return triton
+
+
+class Gateway(GatewayProcess):
+    """The gateway with a short Triton timeout, so that failure tests run fast."""
+
+    def __init__(self, settings: Settings, triton_grpc_url: str, log: Path) -> None:
+        super().__init__(settings, triton_grpc_url, log, ALBERT_TRITON_TIMEOUT_S="5")
