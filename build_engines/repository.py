@@ -12,7 +12,7 @@ from pathlib import Path
 
 from build_engines.templates import parse_model_config, render
 
-__all__ = ["EmbedderConfig", "SOURCE_REPOSITORY", "render_cpu_repository"]
+__all__ = ["SOURCE_REPOSITORY", "EmbedderConfig", "render_cpu_repository"]
 
 SOURCE_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
 

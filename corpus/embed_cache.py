@@ -11,8 +11,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
 __all__ = ["EmbeddingCache"]
+
+Embed = Callable[[Sequence[str]], NDArray[np.float32]]
 
 
 def _key(text: str) -> bytes:
@@ -23,7 +26,7 @@ class EmbeddingCache:
     def __init__(self, path: Path, dim: int) -> None:
         self.path = path
         self.dim = dim
-        self._rows: dict[bytes, np.ndarray] = {}
+        self._rows: dict[bytes, NDArray[np.float32]] = {}
         self._dirty = False
         if path.exists():
             with np.load(path) as data:
@@ -34,10 +37,12 @@ class EmbeddingCache:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def wrap(self, embed: Callable[[Sequence[str]], np.ndarray]) -> Callable[[Sequence[str]], np.ndarray]:
+    def wrap(
+        self, embed: Callable[[Sequence[str]], NDArray[np.float32]]
+    ) -> Callable[[Sequence[str]], NDArray[np.float32]]:
         """An ``embed`` that answers from the cache and calls the real one for the misses only."""
 
-        def cached(texts: Sequence[str]) -> np.ndarray:
+        def cached(texts: Sequence[str]) -> NDArray[np.float32]:
             keys = [_key(t) for t in texts]
             missing = [i for i, k in enumerate(keys) if k not in self._rows]
             if missing:

@@ -26,6 +26,7 @@ from typing import Literal
 import bm25s
 import msgspec
 import numpy as np
+from numpy.typing import NDArray
 
 from corpus.analysis import FrenchAnalyzer
 from corpus.chunk import chunk_context
@@ -43,7 +44,7 @@ __all__ = [
 
 FORMAT_VERSION = 2
 DenseScope = Literal["heads", "all"]
-Embed = Callable[[Sequence[str]], np.ndarray]
+Embed = Callable[[Sequence[str]], NDArray[np.float32]]
 Progress = Callable[[int], None]
 
 
@@ -90,25 +91,27 @@ class SearchIndex:
     fiches: dict[str, Fiche]
     chunks: dict[str, Chunk]
     units: list[Unit]
-    unit_fiche: np.ndarray  # int32 [units] -> position in fiche_ids
+    unit_fiche: NDArray[np.int32]  # int32 [units] -> position in fiche_ids
     fiche_ids: list[str]
-    audience_bits: np.ndarray  # uint8 [units], bit i = AUDIENCES[i]
+    audience_bits: NDArray[np.uint8]  # uint8 [units], bit i = AUDIENCES[i]
     bm25: bm25s.BM25
-    vectors: np.ndarray  # float32 [dense units, dim], L2-normalised
-    dense_units: np.ndarray  # int32 [dense units] -> unit position
+    vectors: NDArray[np.float32]  # float32 [dense units, dim], L2-normalised
+    dense_units: NDArray[np.int32]  # int32 [dense units] -> unit position
     fiche_bm25: bm25s.BM25  # one document per answerable fiche
-    fiche_docs: np.ndarray  # int32 [fiche documents] -> position in fiche_ids
-    fiche_doc_bits: np.ndarray  # uint8 [fiche documents], audience bits as audience_bits
+    fiche_docs: NDArray[np.int32]  # int32 [fiche documents] -> position in fiche_ids
+    fiche_doc_bits: NDArray[np.uint8]  # uint8 [fiche documents], audience bits as audience_bits
 
-    def fiche_audience_mask(self, audience: str | None) -> np.ndarray | None:
+    def fiche_audience_mask(self, audience: str | None) -> NDArray[np.bool_] | None:
         if audience is None:
             return None
-        return (self.fiche_doc_bits & (1 << AUDIENCES.index(audience))) != 0  # type: ignore[arg-type]
+        mask: NDArray[np.bool_] = (self.fiche_doc_bits & (1 << AUDIENCES.index(audience))) != 0
+        return mask
 
-    def audience_mask(self, audience: str | None) -> np.ndarray | None:
+    def audience_mask(self, audience: str | None) -> NDArray[np.bool_] | None:
         if audience is None:
             return None
-        return (self.audience_bits & (1 << AUDIENCES.index(audience))) != 0  # type: ignore[arg-type]
+        mask: NDArray[np.bool_] = (self.audience_bits & (1 << AUDIENCES.index(audience))) != 0
+        return mask
 
     def save(self, directory: Path) -> None:
         """Write atomically: a half-written index is never left where the gateway looks."""
@@ -159,8 +162,8 @@ def _assemble(
     fiches: list[Fiche],
     chunks: list[Chunk],
     units: list[Unit],
-    vectors: np.ndarray,
-    dense_units: np.ndarray,
+    vectors: NDArray[np.float32],
+    dense_units: NDArray[np.int32],
     bm25: bm25s.BM25,
     fiche_bm25: bm25s.BM25,
 ) -> SearchIndex:

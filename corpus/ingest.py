@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -22,7 +23,7 @@ __all__ = ["INGEST_VERSION", "IngestReport", "ingest", "load_fiches"]
 # Bump when parsing, chunking or unit texts change, so that existing indexes are rebuilt.
 INGEST_VERSION = "1"
 
-Embed = Callable[[Sequence[str]], np.ndarray]
+Embed = Callable[[Sequence[str]], NDArray[np.float32]]
 
 
 @dataclass(slots=True)
@@ -41,14 +42,17 @@ class IngestReport:
 
 def _progress(console: Console) -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=False, disable=not console.is_terminal and console.quiet,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal and console.quiet,
     )
 
 
-def load_fiches(
-    sources: Sequence[Path], progress: Progress | None = None
-) -> tuple[list[Fiche], list[Rejected]]:
+def load_fiches(sources: Sequence[Path], progress: Progress | None = None) -> tuple[list[Fiche], list[Rejected]]:
     """Parse every source; a fiche present in several audiences is kept once with all its audiences."""
     fiches: dict[str, Fiche] = {}
     rejected: list[Rejected] = []
@@ -87,19 +91,32 @@ def ingest(
     described: list[CorpusSource] = [describe_source(p) for p in sources]
     corpus_version = "+".join(s.version for s in described)
     key = fingerprint(
-        [str(FORMAT_VERSION), INGEST_VERSION, embedding_model, str(max_words), dense_scope,
-         *(s.sha256 for s in described),
-         *sorted(hide_titles)]
+        [
+            str(FORMAT_VERSION),
+            INGEST_VERSION,
+            embedding_model,
+            str(max_words),
+            dense_scope,
+            *(s.sha256 for s in described),
+            *sorted(hide_titles),
+        ]
     )
     existing = read_manifest(index_dir)
     if not force and existing is not None and existing.fingerprint == key:
         console.print(f"[green]Index up to date[/] ({corpus_version}, built {existing.built_at}): nothing to do.")
-        return IngestReport(index_dir, corpus_version, unchanged=True, fiches=existing.fiches,
-                            answerable=existing.answerable_fiches, chunks=existing.chunks, units=existing.units)
+        return IngestReport(
+            index_dir,
+            corpus_version,
+            unchanged=True,
+            fiches=existing.fiches,
+            answerable=existing.answerable_fiches,
+            chunks=existing.chunks,
+            units=existing.units,
+        )
     cache = EmbeddingCache(cache_path, dim) if cache_path is not None else None
     calls = 0
 
-    def counted(texts: Sequence[str]) -> np.ndarray:
+    def counted(texts: Sequence[str]) -> NDArray[np.float32]:
         nonlocal calls
         calls += len(texts)
         return embed(texts)
@@ -112,15 +129,28 @@ def ingest(
         n_units = sum(1 + len(chunks[f.id]) for f in answerable)
         n_dense = n_units if dense_scope == "all" else len(answerable)
         manifest = Manifest(
-            format=FORMAT_VERSION, fingerprint=key, corpus_version=corpus_version,
-            sources=[s.path.name for s in described], built_at="", embedding_model=embedding_model, dim=dim,
-            fiches=len(fiches), answerable_fiches=len(answerable), chunks=sum(map(len, chunks.values())),
-            units=n_units, rejected=[f"{r.name}: {r.reason}" for r in rejected], dense_scope=dense_scope,
+            format=FORMAT_VERSION,
+            fingerprint=key,
+            corpus_version=corpus_version,
+            sources=[s.path.name for s in described],
+            built_at="",
+            embedding_model=embedding_model,
+            dim=dim,
+            fiches=len(fiches),
+            answerable_fiches=len(answerable),
+            chunks=sum(map(len, chunks.values())),
+            units=n_units,
+            rejected=[f"{r.name}: {r.reason}" for r in rejected],
+            dense_scope=dense_scope,
         )
         task = progress.add_task("Embedding passages", total=n_dense)
         index = build_index(
-            fiches, chunks, embed=cache.wrap(counted) if cache is not None else counted, manifest=manifest,
-            hide_titles=hide_titles, progress=lambda n: progress.advance(task, n),
+            fiches,
+            chunks,
+            embed=cache.wrap(counted) if cache is not None else counted,
+            manifest=manifest,
+            hide_titles=hide_titles,
+            progress=lambda n: progress.advance(task, n),
         )
     if cache is not None:
         cache.save()
@@ -128,8 +158,15 @@ def ingest(
     for item in rejected:
         console.print(f"[yellow]skipped[/] {item.name}: {item.reason}")
     report = IngestReport(
-        index_dir, corpus_version, unchanged=False, fiches=len(fiches), answerable=len(answerable),
-        chunks=manifest.chunks, units=manifest.units, rejected=rejected, embedded=calls,
+        index_dir,
+        corpus_version,
+        unchanged=False,
+        fiches=len(fiches),
+        answerable=len(answerable),
+        chunks=manifest.chunks,
+        units=manifest.units,
+        rejected=rejected,
+        embedded=calls,
         seconds=time.perf_counter() - started,
     )
     console.print(

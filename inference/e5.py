@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 import onnxruntime as ort
+from numpy.typing import NDArray
 from tokenizers import Tokenizer
 
 __all__ = ["PREFIXES", "E5Encoder", "Kind"]
@@ -93,7 +94,7 @@ class E5Encoder:
             raise ValueError(f"{model_path}: output dimension is neither static in the graph nor in e5.json")
         self.dim = dim
 
-    def encode(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
+    def encode(self, texts: Sequence[str], kind: Kind) -> NDArray[np.float32]:
         """float32 [len(texts), dim] unit vectors, row i for texts[i]; texts longer than max_length are
         truncated (use :meth:`count_tokens` to detect that)."""
         prefixed = _prefixed(texts, kind)
@@ -103,9 +104,7 @@ class E5Encoder:
         ids = [encoding.ids for encoding in self._tokenizer.encode_batch(prefixed, add_special_tokens=True)]
         for batch in self._micro_batches([len(row) for row in ids]):
             input_ids, mask = self._pad([ids[i] for i in batch])
-            (vectors,) = self._session.run(
-                [self._output_name], {"input_ids": input_ids, "attention_mask": mask}
-            )
+            (vectors,) = self._session.run([self._output_name], {"input_ids": input_ids, "attention_mask": mask})
             out[batch] = vectors
         return out
 
@@ -114,9 +113,9 @@ class E5Encoder:
         prefixed = _prefixed(texts, kind)
         return [len(e.ids) for e in self._counter.encode_batch(prefixed, add_special_tokens=True)]
 
-    def _micro_batches(self, lengths: list[int]) -> list[np.ndarray]:
+    def _micro_batches(self, lengths: list[int]) -> list[NDArray[np.intp]]:
         order = np.argsort(np.asarray(lengths), kind="stable")[::-1]
-        batches: list[np.ndarray] = []
+        batches: list[NDArray[np.intp]] = []
         start = 0
         while start < len(order):
             longest = lengths[order[start]]
@@ -125,7 +124,7 @@ class E5Encoder:
             start += size
         return batches
 
-    def _pad(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    def _pad(self, rows: list[list[int]]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         width = max(len(row) for row in rows)
         input_ids = np.full((len(rows), width), self._pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)

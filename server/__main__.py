@@ -36,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "gateway":
             _run_gateway(settings)
             return 0
-        ports = TritonPorts(settings.triton_http_port, _grpc_port(settings.triton_grpc_url), settings.triton_metrics_port)
+        ports = TritonPorts(
+            settings.triton_http_port, _grpc_port(settings.triton_grpc_url), settings.triton_metrics_port
+        )
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

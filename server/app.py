@@ -103,7 +103,9 @@ def _validation_error(_: Request[Any, Any, Any], exc: ValidationException) -> Re
 def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if isinstance(exc, NotFoundException):
         return _error_response(NotFound(exc.detail))
-    kind = {400: "invalid_request", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
+    kind = {400: "invalid_request", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+        exc.status_code, "http_error"
+    )
     body = ErrorBody(error=ErrorDetail(type=kind, message=exc.detail, code=kind))
     return Response(body, status_code=exc.status_code, media_type=MediaType.JSON)
 
@@ -127,7 +129,9 @@ def create_app(
         owned: TritonEmbedder | None = None
         active: Embedder
         if embedder is None:
-            owned = TritonEmbedder(settings.triton_grpc_url, settings.embedding_model, timeout_s=settings.triton_timeout_s)
+            owned = TritonEmbedder(
+                settings.triton_grpc_url, settings.embedding_model, timeout_s=settings.triton_timeout_s
+            )
             active = owned
         else:
             active = embedder

@@ -36,7 +36,10 @@ class GatewayProcess:
         self._log = log.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "server", "gateway"],
-            cwd=_ROOT, env={**os.environ, **variables}, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=_ROOT,
+            env={**os.environ, **variables},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 

@@ -11,6 +11,7 @@ import time
 from typing import Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from corpus.index import SearchIndex
 from corpus.records import AUDIENCES, Fiche
@@ -25,7 +26,7 @@ _FICHE_ID = re.compile(r"^[FN]\d{1,6}$")
 
 
 class Embedder(Protocol):
-    async def embed(self, texts: list[str], kind: str = "query") -> np.ndarray: ...
+    async def embed(self, texts: list[str], kind: str = "query") -> NDArray[np.float32]: ...
 
 
 def _ms(seconds: float) -> float:
@@ -80,7 +81,9 @@ class SearchService:
             k=k,
             corpus_version=self.corpus_version,
             results=[_result(rank, hit) for rank, hit in enumerate(hits, start=1)],
-            timings_ms=SearchTimings(embed=_ms(embedded - started), retrieve=_ms(done - embedded), total=_ms(done - started)),
+            timings_ms=SearchTimings(
+                embed=_ms(embedded - started), retrieve=_ms(done - embedded), total=_ms(done - started)
+            ),
         )
 
     def fiche(self, fiche_id: str) -> Fiche:

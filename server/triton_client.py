@@ -6,6 +6,7 @@ import asyncio
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
+from numpy.typing import NDArray
 from tritonclient.utils import InferenceServerException
 
 from server.errors import ApiError, BackendTimeout, BackendUnavailable
@@ -42,13 +43,15 @@ class TritonEmbedder:
             server = await asyncio.wait_for(self._client.is_server_ready(), timeout=min(self.timeout_s, 2.0))
             checks["triton"] = "ok" if server else "not ready"
             if server:
-                model = await asyncio.wait_for(self._client.is_model_ready(self.model), timeout=min(self.timeout_s, 2.0))
+                model = await asyncio.wait_for(
+                    self._client.is_model_ready(self.model), timeout=min(self.timeout_s, 2.0)
+                )
                 checks["embedding_model"] = "ok" if model else f"model '{self.model}' not ready"
         except (InferenceServerException, TimeoutError, OSError) as exc:
             checks["triton"] = f"unreachable ({exc.__class__.__name__})"
         return checks
 
-    async def embed(self, texts: list[str], kind: str = "query") -> np.ndarray:
+    async def embed(self, texts: list[str], kind: str = "query") -> NDArray[np.float32]:
         data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
         text_input = grpcclient.InferInput("text", list(data.shape), "BYTES")
         text_input.set_data_from_numpy(data)
@@ -66,4 +69,5 @@ class TritonEmbedder:
         vectors = result.as_numpy("embedding")
         if vectors is None or vectors.shape[0] != len(texts):
             raise BackendUnavailable("embedding: Triton returned no embedding output")
-        return vectors.astype(np.float32, copy=False)
+        out: NDArray[np.float32] = vectors.astype(np.float32, copy=False)
+        return out

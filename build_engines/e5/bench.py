@@ -85,10 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = bench_model_dirs(args.model_dirs, threads=args.threads, rounds=args.rounds)
     base = results[0]
-    print(
-        f"threads={args.threads} rounds={args.rounds}: {len(FRENCH_SAMPLES)} single queries, "
-        "32 passages per batch"
-    )
+    print(f"threads={args.threads} rounds={args.rounds}: {len(FRENCH_SAMPLES)} single queries, 32 passages per batch")
     for r in results:
         best, median = max(r.passages_per_s), statistics.median(r.passages_per_s)
         print(

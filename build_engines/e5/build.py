@@ -132,9 +132,7 @@ def _smoke_check(model_dir: Path, max_length: int, threads: int, ranking: bool) 
         raise RuntimeError(f"built model returns non-unit vectors (norms {norms})")
     related, unrelated = (float(s) for s in passages @ query)
     if ranking and related <= unrelated:
-        raise RuntimeError(
-            f"smoke check failed: stolen-ID passage {related:.4f} <= car-registration {unrelated:.4f}"
-        )
+        raise RuntimeError(f"smoke check failed: stolen-ID passage {related:.4f} <= car-registration {unrelated:.4f}")
     return {"stolen_id_passage": round(related, 4), "car_registration_passage": round(unrelated, 4)}
 
 
@@ -162,9 +160,7 @@ def build_model_dir(request: BuildRequest, log: Callable[[str], None] = print) -
         loaded = _load(request, request.max_length, log)
         cfg = loaded.weights.config
         if request.max_length > cfg.max_tokens:
-            raise ValueError(
-                f"max_length {request.max_length} exceeds the model's {cfg.max_tokens} positions"
-            )
+            raise ValueError(f"max_length {request.max_length} exceeds the model's {cfg.max_tokens} positions")
         log(
             f"weights ready: {cfg.model_type}, {cfg.num_hidden_layers} layers, hidden {cfg.hidden_size}, "
             f"vocab {cfg.vocab_size} ({time.perf_counter() - started:.1f} s)"

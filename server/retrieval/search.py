@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from corpus.analysis import FrenchAnalyzer
 from corpus.index import SearchIndex
@@ -48,14 +49,15 @@ class FicheHit:
     fiche_lexical_rank: int | None
 
 
-def _top(scores: np.ndarray, n: int) -> np.ndarray:
+def _top(scores: NDArray[np.float32], n: int) -> NDArray[np.intp]:
     """Indices of the n best finite, positive-or-dense scores, best first."""
     valid = np.flatnonzero(np.isfinite(scores))
     if valid.size == 0:
         return valid
     n = min(n, valid.size)
     part = valid[np.argpartition(-scores[valid], n - 1)[:n]]
-    return part[np.argsort(-scores[part], kind="stable")]
+    best: NDArray[np.intp] = part[np.argsort(-scores[part], kind="stable")]
+    return best
 
 
 class HybridSearcher:
@@ -77,7 +79,9 @@ class HybridSearcher:
     def lexical_terms(self, query: str) -> list[str]:
         return [t for t in self.analyzer(self.expander.expand(query)) if t in self._vocab]
 
-    def search(self, query: str, query_vector: np.ndarray | None, *, audience: str | None, k: int) -> list[FicheHit]:
+    def search(
+        self, query: str, query_vector: NDArray[np.float32] | None, *, audience: str | None, k: int
+    ) -> list[FicheHit]:
         index, params = self.index, self.params
         mask = index.audience_mask(audience)
         terms = self.lexical_terms(query)

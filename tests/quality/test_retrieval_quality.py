@@ -41,8 +41,10 @@ def _embed_queries(triton: TritonProcess, texts: list[str]) -> np.ndarray:
     out = []
     for start in range(0, len(texts), 32):
         batch = np.array([[t.encode()] for t in texts[start : start + 32]], dtype=np.object_)
-        inputs = [grpcclient.InferInput("text", list(batch.shape), "BYTES"),
-                  grpcclient.InferInput("kind", list(batch.shape), "BYTES")]
+        inputs = [
+            grpcclient.InferInput("text", list(batch.shape), "BYTES"),
+            grpcclient.InferInput("kind", list(batch.shape), "BYTES"),
+        ]
         inputs[0].set_data_from_numpy(batch)
         inputs[1].set_data_from_numpy(np.full(batch.shape, b"query", dtype=np.object_))
         out.append(client.infer("e5_embedder", inputs, client_timeout=120).as_numpy("embedding"))
@@ -92,8 +94,10 @@ def test_situational_questions(gateway: Gateway) -> None:
         )[0]
         for audience in ("particuliers", "professionnels", "associations")
     }
-    print(f"\nsituational questions: n={len(questions)} recall@5={recall:.3f} MRR@10={mrr:.3f} "
-          + " ".join(f"{a}={r:.2f}" for a, r in by_audience.items()))
+    print(
+        f"\nsituational questions: n={len(questions)} recall@5={recall:.3f} MRR@10={mrr:.3f} "
+        + " ".join(f"{a}={r:.2f}" for a, r in by_audience.items())
+    )
     assert recall >= 0.6
 
 

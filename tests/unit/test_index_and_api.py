@@ -26,8 +26,9 @@ from tests.fixtures import hashing_embed, write_mini_corpus
 
 
 def _ingest(corpus: Path, out: Path, **kwargs: Any) -> Any:
-    return ingest([corpus], out, embed=hashing_embed, embedding_model="hash", dim=384,
-                  console=Console(quiet=True), **kwargs)
+    return ingest(
+        [corpus], out, embed=hashing_embed, embedding_model="hash", dim=384, console=Console(quiet=True), **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,13 @@ def test_embedding_cache_embeds_only_what_changed(tmp_path: Path) -> None:
         return hashing_embed(texts)
 
     cache = tmp_path / "cache.npz"
-    kwargs = dict(embed=embed, embedding_model="hash", dim=384, cache_path=cache, console=Console(quiet=True))
+    kwargs = {
+        "embed": embed,
+        "embedding_model": "hash",
+        "dim": 384,
+        "cache_path": cache,
+        "console": Console(quiet=True),
+    }
     ingest([corpus], tmp_path / "a", **kwargs)  # type: ignore[arg-type]
     total = len(seen)
     seen.clear()
@@ -186,7 +193,9 @@ def test_backend_errors_map_to_503_and_504(client: Any) -> None:
         response = client.get("/v1/search", params={"q": "carte"})
         assert response.status_code == 503
         assert response.json()["error"] == {
-            "type": "backend_unavailable", "message": "embedding: Triton is unreachable", "code": "backend_unavailable"
+            "type": "backend_unavailable",
+            "message": "embedding: Triton is unreachable",
+            "code": "backend_unavailable",
         }
         client.embedder.error = BackendTimeout("embedding: Triton did not answer in time")
         assert client.get("/v1/search", params={"q": "carte"}).status_code == 504

@@ -30,7 +30,10 @@ def test_embed_items_batches_by_kind_and_keeps_order() -> None:
         return np.array([[len(t), 1.0 if kind == "query" else 2.0] for t in texts], dtype=np.float32)
 
     items: list[EmbedItem | Exception] = [
-        EmbedItem(["aa"], "query"), ValueError("bad"), EmbedItem(["bbb", "c"], "passage"), EmbedItem(["d"], "query")
+        EmbedItem(["aa"], "query"),
+        ValueError("bad"),
+        EmbedItem(["bbb", "c"], "passage"),
+        EmbedItem(["d"], "query"),
     ]
     results = embed_items(items, encode)
     assert [c[1] for c in calls] == ["query", "passage"]

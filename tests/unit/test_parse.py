@@ -60,7 +60,11 @@ def test_body_keeps_situations_cases_lists_and_tables() -> None:
     assert passport.cases == ("Vol en France", "Vous avez un passeport")
     assert passport.lines == ("- Passeport", "- Photo d'identité")
     after_cases = by_path[("Vol en France", "Refaire la carte")]
-    assert after_cases.lines == ("Coût", "Situation : Carte volée ; Prix : 25 €", "À savoir : La première demande est gratuite.")
+    assert after_cases.lines == (
+        "Coût",
+        "Situation : Carte volée ; Prix : 25 €",
+        "À savoir : La première demande est gratuite.",
+    )
     abroad = by_path[("Vol à l'étranger", "Déclarer le vol")]
     assert abroad.cases == ("Vol à l'étranger",)
 

@@ -20,7 +20,7 @@ def test_rrf_known_values() -> None:
 def test_rrf_weights_and_duplicates() -> None:
     fused = dict(rrf([["a", "a", "b"], ["b"]], k=0, weights=[1.0, 0.5]))
     assert fused == {"a": 1.0, "b": 0.5 + 0.5}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="one weight per ranking"):
         rrf([["a"]], weights=[1.0, 2.0])
 
 

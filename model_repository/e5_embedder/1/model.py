@@ -25,7 +25,7 @@ class TritonPythonModel:
                 text = pb_utils.get_input_tensor_by_name(request, "text").as_numpy()
                 kind = pb_utils.get_input_tensor_by_name(request, "kind")
                 items.append(parse_item(text, kind.as_numpy() if kind is not None else None))
-            except Exception as exc:  # noqa: BLE001 - becomes this request's error
+            except Exception as exc:
                 items.append(exc)
         responses = []
         for result in embed_items(items, self.encoder.encode):
