@@ -7,7 +7,6 @@ test that needs the real multilingual-e5-small skips unless ``E5_MODEL_DIR`` poi
 from __future__ import annotations
 
 import json
-import os
 import struct
 import unicodedata
 import zipfile
@@ -30,6 +29,7 @@ from build_engines.e5.reference import reference_embed
 from build_engines.e5.tokenizer import UnigramVocab, build_tokenizer
 from build_engines.e5.weights import E5Config, E5Weights, expected_shapes, layer_tensor_names
 from inference.e5 import E5Encoder
+from server.settings import Settings
 
 # ---------------------------------------------------------------------------------------------- fixtures
 
@@ -417,11 +417,12 @@ def test_encoder_rejects_bad_input(built_dir: Path, texts: object, kind: str, er
 # ------------------------------------------------------------------------------- the real model
 
 
-def test_real_model_ranks_the_stolen_id_passage_first() -> None:
-    model_dir = os.environ.get("E5_MODEL_DIR")
-    if not model_dir or not (Path(model_dir) / "model.onnx").is_file():
-        pytest.skip("set E5_MODEL_DIR to a built multilingual-e5-small directory")
-    encoder = E5Encoder(Path(model_dir), intra_op_threads=2)
+def test_real_model_ranks_the_stolen_id_passage_first(settings: Settings) -> None:
+    """The model set-up built (the one Triton serves and the index was made with)."""
+    model_dir = settings.embedding_dir
+    if not (model_dir / "model.onnx").is_file():
+        pytest.fail(f"{model_dir} is not built: run scripts/test, which runs set-up first")
+    encoder = E5Encoder(model_dir, intra_op_threads=2)
     query = encoder.encode(["carte d'identité volée"], "query")[0]
     passages = encoder.encode(
         [
