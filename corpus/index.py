@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -135,6 +136,11 @@ class SearchIndex:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def _quiet_bm25s() -> None:
+    """bm25s sets its own logger to DEBUG; its messages would flood any root handler a library installs."""
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+
 def read_manifest(directory: Path) -> Manifest | None:
     try:
         return msgspec.json.decode((directory / "manifest.json").read_bytes(), type=Manifest)
@@ -151,6 +157,7 @@ def load_index(directory: Path) -> SearchIndex:
     fiches = msgspec.msgpack.decode((directory / "fiches.msgpack").read_bytes(), type=list[Fiche])
     chunks = msgspec.msgpack.decode((directory / "chunks.msgpack").read_bytes(), type=list[Chunk])
     units = msgspec.msgpack.decode((directory / "units.msgpack").read_bytes(), type=list[Unit])
+    _quiet_bm25s()
     bm25 = bm25s.BM25.load(str(directory / "bm25"), show_progress=False)
     fiche_bm25 = bm25s.BM25.load(str(directory / "bm25_fiches"), show_progress=False)
     vectors, dense_units = np.load(directory / "vectors.npy"), np.load(directory / "dense_units.npy")
@@ -220,6 +227,7 @@ def build_index(
             body.append(chunk.text)
         documents.append("\n".join([head, *body]))
     analyzer = FrenchAnalyzer()
+    _quiet_bm25s()
     bm25 = bm25s.BM25()
     bm25.index([analyzer(t) or [""] for t in texts], show_progress=False)
     # Whole-fiche documents are long: a lower b penalises length less, a lower k1 saturates repeats sooner.

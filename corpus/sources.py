@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from build_engines.fetch import sha256_file
 from corpus.parse import parse_publication
 from corpus.records import AUDIENCES, Audience, Fiche
 from corpus.tree import TreeError, from_xml, from_xmljs
@@ -48,19 +49,15 @@ def _audience_hint(name: str) -> Audience | None:
 
 def describe_source(path: Path) -> CorpusSource:
     """Identify a source by content hash so that an unchanged corpus is recognised on the next run."""
-    digest = hashlib.sha256()
     if path.is_dir():
+        digest = hashlib.sha256()
         for file in sorted(p for p in path.rglob("*") if p.is_file() and _PUBLICATION.match(p.name)):
             digest.update(str(file.relative_to(path)).encode())
             digest.update(file.read_bytes())
-        label = path.name
+        sha = digest.hexdigest()
     else:
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        label = path.name
-    sha = digest.hexdigest()
-    return CorpusSource(path=path, version=f"{label}@{sha[:12]}", sha256=sha)
+        sha = sha256_file(path)
+    return CorpusSource(path=path, version=f"{path.name}@{sha[:12]}", sha256=sha)
 
 
 def _parse(name: str, data: bytes, hint: Audience | None) -> Fiche | Rejected:

@@ -9,7 +9,6 @@ Triton repository or the indexer would pick it up.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import os
 import platform
@@ -32,6 +31,7 @@ from build_engines.e5.onnx_graph import build_onnx_model
 from build_engines.e5.quantize import Int8Recipe, compare_models, quantize_int8
 from build_engines.e5.tokenizer import DEFAULT_MAX_LENGTH, build_tokenizer
 from build_engines.e5.weights import E5Weights
+from build_engines.fetch import sha256_file
 from inference.e5 import PREFIXES, E5Encoder
 
 __all__ = ["BUILDER_VERSION", "BuildRequest", "build_model_dir"]
@@ -93,11 +93,7 @@ def _load(request: BuildRequest, max_length: int, log: Callable[[str], None]) ->
 
 
 def _file_record(path: Path) -> dict[str, object]:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    return {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def _versions() -> dict[str, str]:

