@@ -32,6 +32,8 @@ class TritonPythonModel:
             if isinstance(result, Exception):
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(result))))
             else:
+                # numpy < 2 is pinned (by nvidia-pytriton): under numpy 2 this constructor mis-sizes outputs and
+                # from_dlpack is needed, while from_dlpack crashed the stub under numpy 1.26 here.
                 responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("embedding", result)]))
         return responses
 
