@@ -15,7 +15,6 @@ the gateway starts in seconds.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 import time
@@ -246,11 +245,4 @@ def build_index(
     all_chunks = [c for f in fiches for c in chunks_by_fiche.get(f.id, [])]
     return _assemble(
         manifest, list(fiches), all_chunks, units, vectors, np.array(dense, dtype=np.int32), bm25, fiche_bm25
-    )
-
-
-def manifest_summary(manifest: Manifest) -> str:
-    return json.dumps(
-        {k: getattr(manifest, k) for k in ("corpus_version", "built_at", "fiches", "chunks", "units")},
-        ensure_ascii=False,
     )

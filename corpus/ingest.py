@@ -48,7 +48,7 @@ def _progress(console: Console) -> Progress:
         TimeElapsedColumn(),
         console=console,
         transient=False,
-        disable=not console.is_terminal and console.quiet,
+        disable=console.quiet,
     )
 
 
