@@ -10,7 +10,7 @@ from typing import Any
 
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
-from litestar.openapi import OpenAPIConfig
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
@@ -36,6 +36,18 @@ __all__ = ["create_app"]
 log = logging.getLogger("albert.gateway")
 
 
+def _errors(*statuses: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the error responses a route can give (all share the one error body)."""
+    described = {
+        400: "The request cannot be read: malformed JSON, wrong types, unknown fields, missing parameters.",
+        404: "No such fiche.",
+        422: "A value is not acceptable: empty or too long question, unknown audience, k out of range.",
+        503: "Triton or the embedding model is not available.",
+        504: "Triton did not answer in time.",
+    }
+    return {s: ResponseSpec(data_container=ErrorBody, description=described[s]) for s in statuses}
+
+
 def _service(request: Request[Any, Any, Any]) -> SearchService:
     service: SearchService | None = request.app.state.get("service")
     if service is None:
@@ -43,7 +55,7 @@ def _service(request: Request[Any, Any, Any]) -> SearchService:
     return service
 
 
-@get("/v1/search", summary="Search the fiches (query string)", tags=["search"])
+@get("/v1/search", summary="Search the fiches (query string)", tags=["search"], responses=_errors(400, 422, 503, 504))
 async def search_get(
     request: Request[Any, Any, Any],
     q: str = Parameter(description="The advisor's question or the person's situation, 1-2,000 characters."),
@@ -53,12 +65,18 @@ async def search_get(
     return await _service(request).search(SearchRequest(q=q, audience=audience, k=k))
 
 
-@post("/v1/search", summary="Search the fiches (JSON body)", tags=["search"], status_code=HTTP_200_OK)
+@post(
+    "/v1/search",
+    summary="Search the fiches (JSON body)",
+    tags=["search"],
+    status_code=HTTP_200_OK,
+    responses=_errors(400, 422, 503, 504),
+)
 async def search_post(request: Request[Any, Any, Any], data: JSONBody[SearchRequest]) -> SearchResponse:
     return await _service(request).search(data)
 
 
-@get("/v1/fiches/{fiche_id:str}", summary="One parsed fiche", tags=["fiches"])
+@get("/v1/fiches/{fiche_id:str}", summary="One parsed fiche", tags=["fiches"], responses=_errors(404, 503))
 async def get_fiche(request: Request[Any, Any, Any], fiche_id: FromPath[str]) -> Fiche:
     return _service(request).fiche(fiche_id)
 
@@ -68,7 +86,12 @@ async def live() -> HealthStatus:
     return HealthStatus(status="live", checks={})
 
 
-@get("/health/ready", summary="Triton, the embedding model and the index are ready", tags=["health"])
+@get(
+    "/health/ready",
+    summary="Triton, the embedding model and the index are ready",
+    tags=["health"],
+    responses={503: ResponseSpec(data_container=HealthStatus, description="Not ready: per-check status.")},
+)
 async def ready(request: Request[Any, Any, Any]) -> Response[HealthStatus]:
     embedder = request.app.state.get("embedder")
     checks = {"index": "ok" if request.app.state.get("service") is not None else "not loaded"}
@@ -107,7 +130,7 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
         exc.status_code, "http_error"
     )
     body = ErrorBody(error=ErrorDetail(type=kind, message=exc.detail, code=kind))
-    return Response(body, status_code=exc.status_code, media_type=MediaType.JSON)
+    return Response(body, status_code=exc.status_code, media_type=MediaType.JSON, headers=exc.headers)
 
 
 def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
