@@ -1,0 +1,58 @@
+"""Related questions and practical links of an answer, taken from the retrieved fiches.
+
+Order: the fiches the answer cites, in order of first citation, then the other retrieved fiches in
+retrieval order; within a fiche, the order of the fiche itself. Duplicates (same question id, same link
+URL) keep their first, most relevant place. A related question that is itself one of the returned fiches
+is left out: the advisor already has it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+
+from corpus.records import Fiche
+
+__all__ = ["AnswerLink", "AnswerQuestion", "order_fiches", "practical_links", "related_questions"]
+
+
+class AnswerQuestion(msgspec.Struct, frozen=True, kw_only=True):
+    question: str
+    fiche_id: str
+    url: str
+
+
+class AnswerLink(msgspec.Struct, frozen=True, kw_only=True):
+    title: str
+    url: str
+    type: str
+    institution: str
+    fiche_id: str
+
+
+def order_fiches(retrieved: Sequence[Fiche], cited_ids: Sequence[str]) -> list[Fiche]:
+    by_id = {f.id: f for f in retrieved}
+    first = [by_id[i] for i in dict.fromkeys(cited_ids) if i in by_id]
+    return first + [f for f in retrieved if f.id not in set(cited_ids)]
+
+
+def related_questions(fiches: Sequence[Fiche], *, limit: int = 8) -> list[AnswerQuestion]:
+    returned = {f.id for f in fiches}
+    out: dict[str, AnswerQuestion] = {}
+    for fiche in fiches:
+        for q in fiche.related_questions:
+            if q.id not in returned and q.id not in out:
+                out[q.id] = AnswerQuestion(question=q.question, fiche_id=q.id, url=q.url)
+    return list(out.values())[:limit]
+
+
+def practical_links(fiches: Sequence[Fiche], *, limit: int = 10) -> list[AnswerLink]:
+    out: dict[str, AnswerLink] = {}
+    for fiche in fiches:
+        for link in fiche.links:
+            if link.url not in out:
+                out[link.url] = AnswerLink(
+                    title=link.title, url=link.url, type=link.type, institution=link.institution, fiche_id=fiche.id
+                )
+    return list(out.values())[:limit]

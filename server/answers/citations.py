@@ -1,0 +1,55 @@
+"""Inline citations ``[1]``, ``[2]`` in a drafted answer, checked against the returned sources.
+
+A citation to a number that is not a returned source is removed (with the space before it); the caller is
+told how many were removed and which sources the answer really cites.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["CheckedCitations", "check_citations"]
+
+# [1], [2, 3], [1][2] and [1-2] are all written by small models; each number is checked on its own.
+_CITATION = re.compile(r"\s?\[(\d+(?:\s*[,;-]\s*\d+)*)\]")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedCitations:
+    text: str
+    cited: tuple[int, ...]  # valid source numbers, in order of first citation
+    removed: int
+
+
+def _numbers(group: str) -> list[int]:
+    parts = re.split(r"\s*[,;]\s*", group)
+    out: list[int] = []
+    for part in parts:
+        if "-" in part:
+            low, high = (int(x) for x in part.split("-", 1))
+            out.extend(range(low, high + 1) if 0 < high - low < 10 else [low, high])
+        else:
+            out.append(int(part))
+    return out
+
+
+def check_citations(text: str, n_sources: int) -> CheckedCitations:
+    """Keep citations to sources 1..n_sources, rewrite each marker as ``[a][b]``, drop the others."""
+    cited: list[int] = []
+    removed = 0
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal removed
+        numbers = _numbers(match.group(1))
+        valid = [n for n in numbers if 1 <= n <= n_sources]
+        removed += len(numbers) - len(valid)
+        for n in valid:
+            if n not in cited:
+                cited.append(n)
+        if not valid:
+            return ""
+        lead = " " if match.group(0).startswith(" ") else ""
+        return lead + "".join(f"[{n}]" for n in dict.fromkeys(valid))
+
+    return CheckedCitations(text=_CITATION.sub(replace, text), cited=tuple(cited), removed=removed)

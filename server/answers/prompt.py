@@ -1,0 +1,90 @@
+"""The generator's prompt: French instructions, numbered source excerpts, the question — within a budget.
+
+Tokens are counted by the caller's function (the generator's own tokenizer with its chat template), so
+the budget holds whatever model is served. When the excerpts do not fit, the lowest-ranked ones go first,
+then the last one kept is shortened at a word boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+__all__ = ["NO_ANSWER", "SYSTEM_PROMPT", "Prompt", "PromptSource", "build_prompt"]
+
+SYSTEM_PROMPT = (
+    "Tu aides les conseillers des espaces France Services à répondre aux usagers. "
+    "Réponds uniquement à partir des extraits de fiches service-public.fr fournis, en français, "
+    "de façon concise et concrète : les démarches à faire, dans l'ordre, et où les faire. "
+    "Adapte la réponse à la situation décrite ; quand les extraits distinguent plusieurs situations, "
+    "dis laquelle s'applique. Cite chaque information avec le numéro de son extrait entre crochets, "
+    "par exemple [1]. N'invente ni adresse, ni numéro de téléphone, ni lien. "
+    "Si les extraits ne permettent pas de répondre, dis-le simplement."
+)
+
+NO_ANSWER = (
+    "Les fiches service-public.fr disponibles ne traitent pas cette question. "
+    "Vérifiez la formulation ou orientez l'usager vers l'organisme compétent."
+)
+
+Messages = list[dict[str, str]]
+CountTokens = Callable[[Messages], int]
+
+
+@dataclass(frozen=True, slots=True)
+class PromptSource:
+    n: int
+    fiche_id: str
+    title: str
+    url: str
+    section: tuple[str, ...]
+    cases: tuple[str, ...]
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    messages: Messages
+    sources: list[PromptSource]  # the sources that fit, numbered 1..n as in the prompt
+    prompt_tokens: int
+    truncated: bool
+
+
+def _source_block(source: PromptSource) -> str:
+    head = f"[{source.n}] {source.title}"
+    if source.section:
+        head += " — " + " > ".join(source.section)
+    lines = [head]
+    if source.cases:
+        lines.append("Situation : " + " > ".join(source.cases))
+    lines.append(source.text)
+    return "\n".join(lines)
+
+
+def _messages(question: str, sources: Sequence[PromptSource]) -> Messages:
+    excerpts = "\n\n".join(_source_block(s) for s in sources)
+    user = (
+        f"Extraits des fiches service-public.fr :\n\n{excerpts}\n\n"
+        f"Question du conseiller : {question}\n\n"
+        "Réponds en citant les extraits utilisés entre crochets."
+    )
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def build_prompt(question: str, sources: Sequence[PromptSource], *, count_tokens: CountTokens, budget: int) -> Prompt:
+    """Raise ValueError when the question alone does not fit the budget."""
+    kept = [replace(s, n=i) for i, s in enumerate(sources, start=1)]
+    truncated = False
+    while True:
+        messages = _messages(question, kept)
+        tokens = count_tokens(messages)
+        if tokens <= budget:
+            return Prompt(messages, kept, tokens, truncated)
+        truncated = True
+        if not kept:
+            raise ValueError(f"the question alone needs {tokens} prompt tokens; the budget is {budget}")
+        words = kept[-1].text.split()
+        if len(kept) > 1 or len(words) <= 20:
+            kept.pop()
+        else:
+            kept[-1] = replace(kept[-1], text=" ".join(words[: int(len(words) * 0.8)]) + " […]")
