@@ -81,6 +81,18 @@ async def get_fiche(request: Request[Any, Any, Any], fiche_id: FromPath[str]) ->
     return _service(request).fiche(fiche_id)
 
 
+_STATIC = Path(__file__).resolve().parent / "static"
+
+
+def _page_route(html: str) -> Any:
+    @get("/", include_in_schema=False, media_type=MediaType.HTML)
+    async def page() -> str:
+        """The advisors' search page (French); it calls /v1/search from the browser."""
+        return html
+
+    return page
+
+
 @get("/health/live", summary="The process is up", tags=["health"])
 async def live() -> HealthStatus:
     return HealthStatus(status="live", checks={})
@@ -170,7 +182,14 @@ def create_app(
                 await owned.close()
 
     return Litestar(
-        route_handlers=[search_get, search_post, get_fiche, live, ready],
+        route_handlers=[
+            search_get,
+            search_post,
+            get_fiche,
+            live,
+            ready,
+            _page_route((_STATIC / "index.html").read_text()),
+        ],
         lifespan=[lifespan],
         exception_handlers={
             ApiError: _api_error,

@@ -222,3 +222,15 @@ def test_search_never_fails_with_a_server_error(client: Any, q: str, k: int, aud
     assert response.status_code in (200, 400, 422)
     if response.status_code != 200:
         assert response.json()["error"]["message"]
+
+
+def test_search_page_is_served_in_french(client: Any) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert '<html lang="fr">' in page.text
+    assert "Situation ou question de l'usager" in page.text
+    assert "/v1/search" in page.text
+    # Results are written with textContent, never parsed as HTML (fiche text cannot inject markup).
+    assert "innerHTML" not in page.text
+    assert "/" not in client.get("/schema/openapi.json").json()["paths"]
