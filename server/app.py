@@ -14,7 +14,7 @@ from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
-from corpus.index import SearchIndex, load_index
+from corpus.index import load_index
 from corpus.records import Fiche
 from server.errors import (
     ApiError,
@@ -153,11 +153,10 @@ def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
 def create_app(
     settings: Settings,
     *,
-    index: SearchIndex | None = None,
     embedder: Embedder | None = None,
     index_dir: Path | None = None,
 ) -> Litestar:
-    """The gateway. ``index``/``embedder`` may be given by tests; otherwise they are created at start-up."""
+    """The gateway. Tests may pass an ``embedder``; otherwise a Triton client is created at start-up."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -172,7 +171,7 @@ def create_app(
             active = embedder
         app.state.embedder = active
         try:
-            loaded = index if index is not None else load_index(index_dir or settings.resolved_index_dir)
+            loaded = load_index(index_dir or settings.resolved_index_dir)
             app.state.service = SearchService(settings, loaded, active)
             log.info("index loaded: %s", loaded.manifest.corpus_version)
             yield
