@@ -17,7 +17,6 @@ import asyncio
 import json
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -26,8 +25,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import tritonclient.grpc.aio as grpcaio
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from corpus.index import load_index
 from inference.e5 import E5Encoder

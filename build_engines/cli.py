@@ -57,11 +57,16 @@ def build_e5(settings: Settings, wheel: Path, console: Console) -> Path:
 
 
 def render(settings: Settings) -> Path:
+    try:
+        dim = int(json.loads((settings.embedding_dir / "e5.json").read_text())["dim"])
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"embedding model {settings.embedding_dir} is not built; run set-up") from exc
     return render_cpu_repository(
         settings.repository_dir,
         EmbedderConfig(
             model_dir=settings.embedding_dir,
             model_name=settings.embedding_model,
+            dim=dim,
             intra_op_threads=settings.embed_threads,
         ),
     )

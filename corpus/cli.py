@@ -44,14 +44,15 @@ def run_ingest(
             )
         return encoder.encode(list(texts), "passage")
 
-    model_sha = json.loads((model_dir / "e5.json").read_text())["files"]["model.onnx"]["sha256"]
+    meta = json.loads((model_dir / "e5.json").read_text())
+    model_sha = meta["files"]["model.onnx"]["sha256"]
     model_id = f"e5-{settings.embedding_precision}:{model_sha[:16]}:max{settings.passage_max_tokens}"
     return ingest(
         sources,
         out,
         embed=embed,
         embedding_model=model_id,
-        dim=384,
+        dim=int(meta["dim"]),
         cache_path=settings.cache_dir / "embeddings" / f"{model_id.replace(':', '-')}.npz",
         hide_titles=hide_titles,
         dense_scope=settings.dense_scope,

@@ -31,8 +31,8 @@ class EmbeddingCache:
         if path.exists():
             with np.load(path) as data:
                 keys, vectors = data["keys"], data["vectors"]
-            if vectors.ndim == 2 and vectors.shape[1] == dim:
-                self._rows = {bytes(k): v for k, v in zip(keys, vectors, strict=True)}
+            if vectors.ndim == 2 and vectors.shape[1] == dim and keys.dtype == np.uint8:
+                self._rows = {k.tobytes(): v for k, v in zip(keys, vectors, strict=True)}
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -59,7 +59,8 @@ class EmbeddingCache:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp.npz")
-        keys = np.array(list(self._rows), dtype="S16")
+        # Raw bytes as uint8 rows: a numpy "S16" string would drop trailing NUL bytes of a digest.
+        keys = np.frombuffer(b"".join(self._rows), dtype=np.uint8).reshape(-1, 16)
         np.savez(tmp, keys=keys, vectors=np.stack(list(self._rows.values())).astype(np.float32))
         tmp.replace(self.path)
         self._dirty = False

@@ -102,16 +102,10 @@ class SearchIndex:
     fiche_doc_bits: NDArray[np.uint8]  # uint8 [fiche documents], audience bits as audience_bits
 
     def fiche_audience_mask(self, audience: str | None) -> NDArray[np.bool_] | None:
-        if audience is None:
-            return None
-        mask: NDArray[np.bool_] = (self.fiche_doc_bits & (1 << AUDIENCES.index(audience))) != 0
-        return mask
+        return _mask(self.fiche_doc_bits, audience)
 
     def audience_mask(self, audience: str | None) -> NDArray[np.bool_] | None:
-        if audience is None:
-            return None
-        mask: NDArray[np.bool_] = (self.audience_bits & (1 << AUDIENCES.index(audience))) != 0
-        return mask
+        return _mask(self.audience_bits, audience)
 
     def save(self, directory: Path) -> None:
         """Write atomically: a half-written index is never left where the gateway looks."""
@@ -133,6 +127,13 @@ class SearchIndex:
             directory.rename(old)
         tmp.rename(directory)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _mask(bits: NDArray[np.uint8], audience: str | None) -> NDArray[np.bool_] | None:
+    if audience is None:
+        return None
+    mask: NDArray[np.bool_] = (bits & (1 << AUDIENCES.index(audience))) != 0
+    return mask
 
 
 def _quiet_bm25s() -> None:

@@ -61,19 +61,24 @@ class LocalGenerator:
         decoder = self.tokenizer.create_stream()
         done = finished if finished is not None else Finished()
         done.prompt_tokens = len(ids)
-        text = ""
+        stops = [s for s in stop if s]
+        # A stop word may arrive split over several tokens: the last len(longest stop) - 1 characters are
+        # held back until it is clear they do not start one.
+        hold = max((len(s) for s in stops), default=1) - 1
+        text, sent = "", 0
         while not generator.is_done():
             generator.generate_next_token()
             done.completion_tokens += 1
-            piece = decoder.decode(int(generator.get_next_tokens()[0]))
-            text += piece
-            hit = next((s for s in stop if s and s in text), None)
-            if hit is not None:
-                keep = piece[: max(0, len(piece) - (len(text) - text.index(hit)))]
-                if keep:
-                    yield keep
+            text += decoder.decode(int(generator.get_next_tokens()[0]))
+            hits = [i for i in (text.find(s, max(0, sent - hold)) for s in stops) if i >= 0]
+            if hits:
+                if min(hits) > sent:
+                    yield text[sent : min(hits)]
                 done.reason = "stop"
                 return
-            if piece:
-                yield piece
+            if len(text) - hold > sent:
+                yield text[sent : len(text) - hold]
+                sent = len(text) - hold
+        if len(text) > sent:
+            yield text[sent:]
         done.reason = "length" if done.completion_tokens >= max_tokens else "stop"

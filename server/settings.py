@@ -7,6 +7,7 @@ environment for configuration.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -122,4 +123,6 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         try:
             return msgspec.convert(values, cls, strict=False, dec_hook=_decode)
         except msgspec.ValidationError as exc:
-            raise SettingsError(f"invalid setting: {exc}") from exc
+            # msgspec names the field as "$.http_port"; say which variable to fix.
+            message = re.sub(r"`?\$\.(\w+)`?", lambda m: f"ALBERT_{m.group(1).upper()}", str(exc))
+            raise SettingsError(f"invalid setting: {message}") from exc

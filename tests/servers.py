@@ -15,14 +15,8 @@ def start_triton(settings: Settings, work: Path, ports: TritonPorts | None = Non
     repository = settings.repository_dir
     if not (repository / settings.embedding_model / "config.pbtxt").exists():
         raise RuntimeError(f"no rendered model repository at {repository}: run scripts/test (it runs set-up)")
-    triton = TritonProcess(repository, work, ports or TritonPorts.free(), log=work / "tritonserver.log")
-    triton.start()
-    try:
-        triton.wait_ready(timeout=180)
-    except BaseException:
-        triton.stop()
-        raise
-    return triton
+    # The context-manager entry starts it, waits for readiness and stops it again if that fails.
+    return TritonProcess(repository, work, ports or TritonPorts.free(), log=work / "tritonserver.log").__enter__()
 
 
 class Gateway(GatewayProcess):

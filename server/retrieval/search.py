@@ -50,7 +50,7 @@ class FicheHit:
 
 
 def _top(scores: NDArray[np.float32], n: int) -> NDArray[np.intp]:
-    """Indices of the n best finite, positive-or-dense scores, best first."""
+    """Indices of the n best finite scores, best first (excluded units are set to -inf)."""
     valid = np.flatnonzero(np.isfinite(scores))
     if valid.size == 0:
         return valid

@@ -57,7 +57,7 @@ def test_settings_from_env() -> None:
     s = Settings.from_env({"ALBERT_HTTP_PORT": "9001", "ALBERT_CACHE_DIR": "/tmp/c", "OTHER": "x"})
     assert s.http_port == 9001
     assert s.resolved_index_dir == Path("/tmp/c/index")
-    with pytest.raises(SettingsError, match="http_port"):
+    with pytest.raises(SettingsError, match="ALBERT_HTTP_PORT"):
         Settings.from_env({"ALBERT_HTTP_PORT": "not-a-port"})
 
 

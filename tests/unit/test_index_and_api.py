@@ -234,3 +234,23 @@ def test_search_page_is_served_in_french(client: Any) -> None:
     # Results are written with textContent, never parsed as HTML (fiche text cannot inject markup).
     assert "innerHTML" not in page.text
     assert "/" not in client.get("/schema/openapi.json").json()["paths"]
+
+
+def test_embedding_cache_round_trips_every_key(tmp_path: Path) -> None:
+    """Keys are raw digests; some end with NUL bytes, which must survive saving and loading."""
+    from corpus.embed_cache import EmbeddingCache
+
+    texts = [f"passage {i}" for i in range(600)]  # ~2 of 600 digests end with a NUL byte
+    cache = EmbeddingCache(tmp_path / "c.npz", 384)
+    cache.wrap(hashing_embed)(texts)
+    cache.save()
+    calls: list[str] = []
+
+    def embed(batch: Any) -> np.ndarray:
+        calls.extend(batch)
+        return hashing_embed(batch)
+
+    reloaded = EmbeddingCache(tmp_path / "c.npz", 384)
+    assert len(reloaded) == 600
+    np.testing.assert_array_equal(reloaded.wrap(embed)(texts), hashing_embed(texts))
+    assert calls == []
