@@ -17,7 +17,7 @@ from rich.console import Console
 
 from build_engines.fetch import CORPUS, E5_WEIGHTS, FetchError, fetch
 from build_engines.generator import GeneratorBuild, build_generator
-from build_engines.repository import EmbedderConfig, render_cpu_repository
+from build_engines.repository import EmbedderConfig, GeneratorConfig, render_cpu_repository
 from build_engines.templates import TemplateError
 from server.settings import Settings, SettingsError
 
@@ -68,6 +68,13 @@ def render(settings: Settings) -> Path:
             model_name=settings.embedding_model,
             dim=dim,
             intra_op_threads=settings.embed_threads,
+        ),
+        GeneratorConfig(
+            model_dir=GeneratorBuild(settings.cache_dir, threads=settings.generator_threads).model_dir,
+            model_name=settings.generator_model,
+            workers=settings.generator_workers,
+            max_queue=settings.generator_max_queue,
+            max_output_tokens=settings.answer_max_tokens,
         ),
     )
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from build_engines.templates import parse_model_config, render
 
-__all__ = ["SOURCE_REPOSITORY", "EmbedderConfig", "render_cpu_repository"]
+__all__ = ["SOURCE_REPOSITORY", "EmbedderConfig", "GeneratorConfig", "render_cpu_repository"]
 
 SOURCE_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
 
@@ -41,6 +41,30 @@ class EmbedderConfig:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class GeneratorConfig:
+    model_dir: Path
+    model_name: str = "generator"
+    served_model_name: str = "qwen2.5-coder-0.5b-instruct-int4-cpu"
+    workers: int = 1
+    max_queue: int = 16
+    max_input_tokens: int = 4096
+    max_output_tokens: int = 1024
+
+    def values(self) -> dict[str, object]:
+        if self.workers < 1 or self.max_queue < 1:
+            raise ValueError("the generator needs at least one worker and a queue of at least one request")
+        return {
+            "model_name": self.model_name,
+            "model_dir": str(self.model_dir),
+            "served_model_name": self.served_model_name,
+            "workers": self.workers,
+            "max_queue": self.max_queue,
+            "max_input_tokens": self.max_input_tokens,
+            "max_output_tokens": self.max_output_tokens,
+        }
+
+
 def _render_model(source: Path, target: Path, values: dict[str, object]) -> None:
     template = source / "config.pbtxt.in"
     text = render(template.read_text(), values, name=str(template))
@@ -51,14 +75,17 @@ def _render_model(source: Path, target: Path, values: dict[str, object]) -> None
     (target / "config.pbtxt").write_text(text)
 
 
-def render_cpu_repository(out: Path, embedder: EmbedderConfig) -> Path:
+def render_cpu_repository(out: Path, embedder: EmbedderConfig, generator: GeneratorConfig) -> Path:
     """Write the CPU-profile repository to ``out`` (replaced atomically) and return it."""
     if not (embedder.model_dir / embedder.model_file).exists():
         raise FileNotFoundError(f"embedding model {embedder.model_dir / embedder.model_file} is not built")
+    if not (generator.model_dir / "genai_config.json").exists():
+        raise FileNotFoundError(f"generator {generator.model_dir} is not built")
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     _render_model(SOURCE_REPOSITORY / "e5_embedder", tmp / embedder.model_name, embedder.values())
+    _render_model(SOURCE_REPOSITORY / "generator", tmp / generator.model_name, generator.values())
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out

@@ -8,14 +8,19 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter
+from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from corpus.index import load_index
 from corpus.records import Fiche
+from server.answers.chat import ChatFormat
+from server.answers.service import AnswerPreview, AnswerService, Delta, Generator, Prepared
+from server.answers.sse import sse_event
 from server.errors import (
     ApiError,
     BackendUnavailable,
@@ -26,7 +31,8 @@ from server.errors import (
     NotFound,
     error_body,
 )
-from server.schemas import HealthStatus, SearchRequest, SearchResponse
+from server.generation import TritonGenerator
+from server.schemas import AnswerRequest, AnswerResponse, HealthStatus, SearchRequest, SearchResponse
 from server.service import Embedder, SearchService
 from server.settings import Settings
 from server.triton_client import TritonEmbedder
@@ -42,8 +48,9 @@ def _errors(*statuses: int) -> dict[int, ResponseSpec]:
         400: "The request cannot be read: malformed JSON, wrong types, unknown fields, missing parameters.",
         404: "No such fiche.",
         422: "A value is not acceptable: empty or too long question, unknown audience, k out of range.",
-        503: "Triton or the embedding model is not available.",
-        504: "Triton did not answer in time.",
+        429: "The generator's queue is full; retry in a moment.",
+        503: "Triton, the embedding model or (for answers) the generator is not available.",
+        504: "Triton did not answer in time (for answers: the generator timeout).",
     }
     return {s: ResponseSpec(data_container=ErrorBody, description=described[s]) for s in statuses}
 
@@ -76,6 +83,52 @@ async def search_post(request: Request[Any, Any, Any], data: JSONBody[SearchRequ
     return await _service(request).search(data)
 
 
+def _answers(request: Request[Any, Any, Any]) -> AnswerService:
+    _service(request)
+    answers: AnswerService = request.app.state.answers
+    return answers
+
+
+_event_encoder = msgspec.json.Encoder()
+
+
+async def _sse(answers: AnswerService, prepared: Prepared) -> AsyncIterator[bytes]:
+    """sources (the bundle without the answer), delta* (text pieces), then answer (the whole response).
+    A failure after the first event is sent as an ``error`` event with the usual error body."""
+    names = {AnswerPreview: "sources", Delta: "delta", AnswerResponse: "answer"}
+    try:
+        async for event in answers.events(prepared):
+            yield sse_event(names[type(event)], _event_encoder.encode(event))
+    except ApiError as exc:
+        log.warning("answer %s failed while streaming: %s", prepared.id, exc.message)
+        yield sse_event("error", _event_encoder.encode(error_body(exc)))
+
+
+@post(
+    "/v1/answers",
+    summary="A drafted French answer with its sources, related questions, practical links and fiches",
+    description=(
+        "With `stream: true` the response is `text/event-stream`: a `sources` event (the bundle without the "
+        "answer), `delta` events (generated text, before citation checks and the output guard), then an "
+        "`answer` event holding the complete response, identical to the non-streaming body. Errors after the "
+        "first event arrive as an `error` event."
+    ),
+    tags=["answers"],
+    status_code=HTTP_200_OK,
+    responses=_errors(400, 422, 429, 503, 504),
+)
+async def answers_post(request: Request[Any, Any, Any], data: JSONBody[AnswerRequest]) -> Response[Any]:
+    answers = _answers(request)
+    if not data.stream:
+        return Response(await answers.answer(data))
+    prepared = await answers.prepare(data)
+    return Stream(
+        _sse(answers, prepared),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
 @get("/v1/fiches/{fiche_id:str}", summary="One parsed fiche", tags=["fiches"], responses=_errors(404, 503))
 async def get_fiche(request: Request[Any, Any, Any], fiche_id: FromPath[str]) -> Fiche:
     return _service(request).fiche(fiche_id)
@@ -100,19 +153,29 @@ async def live() -> HealthStatus:
 
 @get(
     "/health/ready",
-    summary="Triton, the embedding model and the index are ready",
+    summary="Search is ready (index, Triton, embedding model); answers need the generator too",
+    description=(
+        "200 when search works. `status` is `degraded` when only answers are unavailable "
+        "(the generator model or its tokenizer): the gateway should stay in rotation for search."
+    ),
     tags=["health"],
     responses={503: ResponseSpec(data_container=HealthStatus, description="Not ready: per-check status.")},
 )
 async def ready(request: Request[Any, Any, Any]) -> Response[HealthStatus]:
-    embedder = request.app.state.get("embedder")
-    checks = {"index": "ok" if request.app.state.get("service") is not None else "not loaded"}
+    state = request.app.state
+    embedder, generator = state.get("embedder"), state.get("generator")
+    checks = {"index": "ok" if state.get("service") is not None else "not loaded"}
     if isinstance(embedder, TritonEmbedder):
         checks.update(await embedder.readiness())
     ok = all(v == "ok" for v in checks.values())
+    answers = state.get("answers")
+    generator_checks = {"generator_tokenizer": "ok" if answers is not None and answers.chat is not None else "missing"}
+    if isinstance(generator, TritonGenerator) and checks.get("triton") == "ok":
+        generator_checks["generator_model"] = "ok" if await generator.is_ready() else "not ready"
+    checks.update(generator_checks)
+    status = "ready" if all(v == "ok" for v in checks.values()) else "degraded" if ok else "not ready"
     return Response(
-        HealthStatus(status="ready" if ok else "not ready", checks=checks),
-        status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE,
+        HealthStatus(status=status, checks=checks), status_code=HTTP_200_OK if ok else HTTP_503_SERVICE_UNAVAILABLE
     )
 
 
@@ -150,40 +213,62 @@ def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     return _error_response(InternalError("internal error; the gateway log has the details"))
 
 
+def _chat_format(settings: Settings) -> ChatFormat | None:
+    try:
+        return ChatFormat(settings.resolved_tokenizer_dir)
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        log.warning("answers are unavailable (search works): %s", exc)
+        return None
+
+
 def create_app(
     settings: Settings,
     *,
     embedder: Embedder | None = None,
+    generator: Generator | None = None,
     index_dir: Path | None = None,
 ) -> Litestar:
-    """The gateway. Tests may pass an ``embedder``; otherwise a Triton client is created at start-up."""
+    """The gateway. Tests may pass an ``embedder`` and a ``generator``; otherwise Triton clients are created
+    at start-up."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        owned: TritonEmbedder | None = None
+        owned: list[TritonEmbedder | TritonGenerator] = []
         active: Embedder
         if embedder is None:
-            owned = TritonEmbedder(
+            active = TritonEmbedder(
                 settings.triton_grpc_url, settings.embedding_model, timeout_s=settings.triton_timeout_s
             )
-            active = owned
+            owned.append(active)
         else:
             active = embedder
+        writer: Generator
+        if generator is None:
+            writer = TritonGenerator(
+                settings.triton_grpc_url, settings.generator_model, timeout_s=settings.generator_timeout_s
+            )
+            owned.append(writer)
+        else:
+            writer = generator
         app.state.embedder = active
+        app.state.generator = writer
         try:
             loaded = load_index(index_dir or settings.resolved_index_dir)
-            app.state.service = SearchService(settings, loaded, active)
+            service = SearchService(settings, loaded, active)
+            app.state.answers = AnswerService(settings, service, writer, _chat_format(settings))
+            app.state.service = service
             log.info("index loaded: %s", loaded.manifest.corpus_version)
             yield
         finally:
             app.state.service = None
-            if owned is not None:
-                await owned.close()
+            for client in owned:
+                await client.close()
 
     return Litestar(
         route_handlers=[
             search_get,
             search_post,
+            answers_post,
             get_fiche,
             live,
             ready,
@@ -199,7 +284,10 @@ def create_app(
         openapi_config=OpenAPIConfig(
             title="Albert France Services",
             version="1.0.0",
-            description="Search over the service-public.fr fiches, for France Services advisors.",
+            description=(
+                "Search over the service-public.fr fiches and drafted answers grounded in them, "
+                "for France Services advisors."
+            ),
         ),
         request_max_body_size=64 * 1024,
     )

@@ -64,3 +64,91 @@ class SearchResponse(msgspec.Struct, kw_only=True):
 class HealthStatus(msgspec.Struct, kw_only=True):
     status: str
     checks: dict[str, str]
+
+
+class AnswerRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A question for a drafted answer. ``stream``: Server-Sent Events instead of one JSON body."""
+
+    question: str
+    audience: str | None = None
+    k: int | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    stream: bool = False
+
+
+class AnswerSource(msgspec.Struct, kw_only=True):
+    """Excerpt ``n`` of the prompt; the answer's ``[n]`` citations point here."""
+
+    n: int
+    fiche_id: str
+    title: str
+    url: str
+    section: list[str]
+    situation: list[str]
+    excerpt: str
+    score: float
+
+
+class AnswerQuestion(msgspec.Struct, kw_only=True):
+    question: str
+    fiche_id: str
+    url: str
+
+
+class AnswerLink(msgspec.Struct, kw_only=True):
+    title: str
+    url: str
+    type: str
+    institution: str
+    fiche_id: str
+
+
+class AnswerFiche(msgspec.Struct, kw_only=True):
+    id: str
+    title: str
+    url: str
+    audience: str
+    updated: str
+    cited: bool
+
+
+class Usage(msgspec.Struct, kw_only=True):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class AnswerTimings(msgspec.Struct, kw_only=True):
+    embed: float
+    retrieve: float
+    first_token: float | None
+    generate: float
+    total: float
+
+
+class GuardReport(msgspec.Struct, kw_only=True):
+    citations_removed: int
+    urls_removed: int
+    emails_removed: int
+    phones_removed: int
+
+
+class AnswerResponse(msgspec.Struct, kw_only=True):
+    """The bundle. ``covered`` is false when the fiches do not cover the question: then the answer says so
+    and nothing is generated (``model`` is null)."""
+
+    id: str
+    question: str
+    audience: str | None
+    covered: bool
+    answer: str
+    finish_reason: str
+    sources: list[AnswerSource]
+    related_questions: list[AnswerQuestion]
+    links: list[AnswerLink]
+    fiches: list[AnswerFiche]
+    corpus_version: str
+    model: str | None
+    usage: Usage
+    timings_ms: AnswerTimings
+    guard: GuardReport

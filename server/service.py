@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -16,20 +17,27 @@ from numpy.typing import NDArray
 from corpus.index import SearchIndex
 from corpus.records import AUDIENCES, Fiche
 from server.errors import NotFound, ValidationFailed
-from server.retrieval.search import FicheHit, HybridSearcher, SearchParams
+from server.retrieval.search import FicheHit, HybridSearcher, Retrieval, SearchParams
 from server.schemas import Excerpt, SearchRequest, SearchResponse, SearchResult, SearchTimings
 from server.settings import Settings
 
-__all__ = ["Embedder", "SearchService"]
+__all__ = ["Embedder", "Retrieved", "SearchService", "ms"]
 
 _FICHE_ID = re.compile(r"^[FN]\d{1,6}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieved:
+    retrieval: Retrieval
+    embed_ms: float
+    retrieve_ms: float
 
 
 class Embedder(Protocol):
     async def embed(self, texts: list[str], kind: str = "query") -> NDArray[np.float32]: ...
 
 
-def _ms(seconds: float) -> float:
+def ms(seconds: float) -> float:
     return round(seconds * 1000.0, 2)
 
 
@@ -68,21 +76,25 @@ class SearchService:
             raise ValidationFailed(f"k must be between 1 and {self.settings.max_k}, got {k}", code="k_out_of_range")
         return query, audience, k
 
-    async def search(self, request: SearchRequest) -> SearchResponse:
+    async def retrieve(self, query: str, audience: str | None, k: int) -> Retrieved:
+        """Embed and retrieve an already validated query."""
         started = time.perf_counter()
-        query, audience, k = self.validate(request)
         vector = (await self.embedder.embed([self.searcher.dense_text(query)], "query"))[0]
         embedded = time.perf_counter()
-        hits = await asyncio.to_thread(self.searcher.search, query, vector, audience=audience, k=k)
-        done = time.perf_counter()
+        retrieval = await asyncio.to_thread(self.searcher.retrieve, query, vector, audience=audience, k=k)
+        return Retrieved(retrieval, embed_ms=ms(embedded - started), retrieve_ms=ms(time.perf_counter() - embedded))
+
+    async def search(self, request: SearchRequest) -> SearchResponse:
+        query, audience, k = self.validate(request)
+        found = await self.retrieve(query, audience, k)
         return SearchResponse(
             query=query,
             audience=audience,
             k=k,
             corpus_version=self.corpus_version,
-            results=[_result(rank, hit) for rank, hit in enumerate(hits, start=1)],
+            results=[_result(rank, hit) for rank, hit in enumerate(found.retrieval.hits, start=1)],
             timings_ms=SearchTimings(
-                embed=_ms(embedded - started), retrieve=_ms(done - embedded), total=_ms(done - started)
+                embed=found.embed_ms, retrieve=found.retrieve_ms, total=round(found.embed_ms + found.retrieve_ms, 2)
             ),
         )
 

@@ -93,6 +93,48 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     generator_threads: int = 2
     """onnxruntime intra-op threads of the CPU generator (written into its genai_config.json at build)."""
 
+    generator_model: str = "generator"
+    """Name of the generator model in the Triton repository."""
+
+    generator_workers: int = 1
+    """Sequences the CPU generator decodes at the same time (each with ``generator_threads`` threads)."""
+
+    generator_max_queue: int = 16
+    """Generation requests waiting in Triton for a worker; more are refused (429) instead of piling up."""
+
+    generator_timeout_s: float = 120.0
+    """Longest time an answer may take (queue + prompt + generation); past it: 504, and generation stops."""
+
+    generator_tokenizer_dir: Path | None = None
+    """Tokenizer and chat template of the served generator; defaults to the CPU build in the cache."""
+
+    answer_prompt_tokens: int = 768
+    """Token budget of the generator's prompt (instructions + excerpts + question); the prompt's
+    prefill time grows with it (CPU: about 190 tokens/s on 2 cores)."""
+
+    answer_fiches: int = 3
+    """Retrieved fiches whose excerpts go into the prompt (the others still appear in the bundle)."""
+
+    answer_default_max_tokens: int = 320
+    """Answer length when the request does not say (tokens)."""
+
+    answer_max_tokens: int = 1024
+    """Largest max_tokens a request may ask for."""
+
+    relevance_min_dense: float = 0.857
+    """The fiches cover a question when its best dense cosine (query vs fiche heads) reaches this...
+
+    ...or its best whole-fiche BM25 score reaches ``relevance_min_lexical``; otherwise the answer says the
+    fiches do not cover it, without generating. Calibrated for the int8 e5-small model (README); another
+    embedding model needs its own values."""
+
+    relevance_min_lexical: float = 9.0
+    """See ``relevance_min_dense``."""
+
+    @property
+    def resolved_tokenizer_dir(self) -> Path:
+        return self.generator_tokenizer_dir or self.models_dir / "generator-int4-cpu"
+
     @property
     def resolved_index_dir(self) -> Path:
         return self.index_dir or self.cache_dir / "index"

@@ -182,5 +182,35 @@ def hashing_embed(texts: list[str] | tuple[str, ...], dim: int = 384) -> np.ndar
     return out
 
 
+class HashEmbedder:
+    """The gateway's embedder interface over ``hashing_embed``; set ``error`` to make it fail."""
+
+    def __init__(self) -> None:
+        self.error: Exception | None = None
+
+    async def embed(self, texts: list[str], kind: str = "query") -> np.ndarray:
+        if self.error is not None:
+            raise self.error
+        return hashing_embed(texts)
+
+
 def write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, ensure_ascii=False))
+
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def write_word_tokenizer(directory: Path) -> Path:
+    """A whitespace word-level tokenizer with a ChatML template: one token per word, for budget tests."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.save(str(directory / "tokenizer.json"))
+    (directory / "chat_template.jinja").write_text(CHATML_TEMPLATE)
+    return directory

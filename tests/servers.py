@@ -22,5 +22,5 @@ def start_triton(settings: Settings, work: Path, ports: TritonPorts | None = Non
 class Gateway(GatewayProcess):
     """The gateway with a short Triton timeout, so that failure tests run fast."""
 
-    def __init__(self, settings: Settings, triton_grpc_url: str, log: Path) -> None:
-        super().__init__(settings, triton_grpc_url, log, ALBERT_TRITON_TIMEOUT_S="5")
+    def __init__(self, settings: Settings, triton_grpc_url: str, log: Path, **env: str) -> None:
+        super().__init__(settings, triton_grpc_url, log, **{"ALBERT_TRITON_TIMEOUT_S": "5", **env})

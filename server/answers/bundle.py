@@ -10,25 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import msgspec
-
 from corpus.records import Fiche
+from server.schemas import AnswerLink, AnswerQuestion
 
-__all__ = ["AnswerLink", "AnswerQuestion", "order_fiches", "practical_links", "related_questions"]
-
-
-class AnswerQuestion(msgspec.Struct, frozen=True, kw_only=True):
-    question: str
-    fiche_id: str
-    url: str
-
-
-class AnswerLink(msgspec.Struct, frozen=True, kw_only=True):
-    title: str
-    url: str
-    type: str
-    institution: str
-    fiche_id: str
+__all__ = ["order_fiches", "practical_links", "related_questions"]
 
 
 def order_fiches(retrieved: Sequence[Fiche], cited_ids: Sequence[str]) -> list[Fiche]:

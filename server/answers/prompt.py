@@ -13,13 +13,11 @@ from dataclasses import dataclass, replace
 __all__ = ["NO_ANSWER", "SYSTEM_PROMPT", "Prompt", "PromptSource", "build_prompt"]
 
 SYSTEM_PROMPT = (
-    "Tu aides les conseillers des espaces France Services à répondre aux usagers. "
-    "Réponds uniquement à partir des extraits de fiches service-public.fr fournis, en français, "
-    "de façon concise et concrète : les démarches à faire, dans l'ordre, et où les faire. "
-    "Adapte la réponse à la situation décrite ; quand les extraits distinguent plusieurs situations, "
-    "dis laquelle s'applique. Cite chaque information avec le numéro de son extrait entre crochets, "
-    "par exemple [1]. N'invente ni adresse, ni numéro de téléphone, ni lien. "
-    "Si les extraits ne permettent pas de répondre, dis-le simplement."
+    "Tu es l'assistant des conseillers France Services. Tu réponds en français, en 3 à 5 phrases simples, "
+    "uniquement avec les informations des extraits de fiches service-public.fr ci-dessous. Après chaque "
+    "information, indique le numéro de l'extrait entre crochets, par exemple [1]. Si la réponse dépend de la "
+    "situation de l'usager, dis quelle situation s'applique. N'invente ni adresse, ni numéro de téléphone, "
+    "ni lien. Si les extraits ne répondent pas à la question, dis-le."
 )
 
 NO_ANSWER = (
@@ -51,24 +49,22 @@ class Prompt:
 
 
 def _source_block(source: PromptSource) -> str:
-    head = f"[{source.n}] {source.title}"
+    head = f"Extrait [{source.n}] : {source.title}"
     if source.section:
-        head += " — " + " > ".join(source.section)
+        head += " (" + " > ".join(source.section) + ")"
     lines = [head]
-    if source.cases:
+    if source.cases and source.cases != source.section[-len(source.cases) :]:
         lines.append("Situation : " + " > ".join(source.cases))
     lines.append(source.text)
     return "\n".join(lines)
 
 
 def _messages(question: str, sources: Sequence[PromptSource]) -> Messages:
+    # Measured with the 0.5B CPU model: with the excerpts in the user message it copies them out; with
+    # the excerpts in the system message and the question alone as the user turn, it answers.
     excerpts = "\n\n".join(_source_block(s) for s in sources)
-    user = (
-        f"Extraits des fiches service-public.fr :\n\n{excerpts}\n\n"
-        f"Question du conseiller : {question}\n\n"
-        "Réponds en citant les extraits utilisés entre crochets."
-    )
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    system = f"{SYSTEM_PROMPT}\n\n{excerpts}" if sources else SYSTEM_PROMPT
+    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
 
 
 def build_prompt(question: str, sources: Sequence[PromptSource], *, count_tokens: CountTokens, budget: int) -> Prompt:

@@ -20,7 +20,7 @@ from corpus.records import Chunk, Fiche
 from server.retrieval.expansion import QueryExpander
 from server.retrieval.rrf import rrf
 
-__all__ = ["ExcerptHit", "FicheHit", "HybridSearcher", "SearchParams"]
+__all__ = ["ExcerptHit", "FicheHit", "HybridSearcher", "Retrieval", "SearchParams"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,17 @@ class FicheHit:
     lexical_rank: int | None
     dense_rank: int | None
     fiche_lexical_rank: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Retrieval:
+    """Ranked fiches and the raw evidence that anything matched at all (for the "nothing relevant" rule):
+    the best dense cosine (query vs units with vectors) and the best whole-fiche BM25 score, within the
+    audience; None when that ranking did not run or found nothing."""
+
+    hits: list[FicheHit]
+    best_dense: float | None
+    best_fiche_lexical: float | None
 
 
 def _top(scores: NDArray[np.float32], n: int) -> NDArray[np.intp]:
@@ -82,6 +93,13 @@ class HybridSearcher:
     def search(
         self, query: str, query_vector: NDArray[np.float32] | None, *, audience: str | None, k: int
     ) -> list[FicheHit]:
+        return self.retrieve(query, query_vector, audience=audience, k=k).hits
+
+    def retrieve(
+        self, query: str, query_vector: NDArray[np.float32] | None, *, audience: str | None, k: int
+    ) -> Retrieval:
+        best_dense: float | None = None
+        best_fiche_lexical: float | None = None
         index, params = self.index, self.params
         mask = index.audience_mask(audience)
         terms = self.lexical_terms(query)
@@ -99,6 +117,8 @@ class HybridSearcher:
             if mask is not None:
                 dense[~mask] = -np.inf
             unit_rankings.append(_top(dense, params.candidates).tolist())
+            if unit_rankings[-1]:
+                best_dense = float(dense[unit_rankings[-1][0]])
         unit_scores = dict(rrf(unit_rankings, params.rrf_k))
 
         fiche_rankings = [list(dict.fromkeys(int(index.unit_fiche[u]) for u in r)) for r in unit_rankings]
@@ -110,7 +130,10 @@ class HybridSearcher:
             doc_mask = index.fiche_audience_mask(audience)
             if doc_mask is not None:
                 doc_scores[~doc_mask] = -np.inf
-            fiche_rankings.append([int(index.fiche_docs[d]) for d in _top(doc_scores, params.candidates)])
+            top_docs = _top(doc_scores, params.candidates)
+            fiche_rankings.append([int(index.fiche_docs[d]) for d in top_docs])
+            if top_docs.size:
+                best_fiche_lexical = float(doc_scores[top_docs[0]])
             weights.append(params.fiche_lexical_weight)
         fused = rrf(fiche_rankings, params.rrf_k, weights)[:k]
         ranks = [{f: i + 1 for i, f in enumerate(r)} for r in fiche_rankings]
@@ -134,7 +157,7 @@ class HybridSearcher:
                     fiche_lexical_rank=whole_ranks.get(position),
                 )
             )
-        return hits
+        return Retrieval(hits, best_dense, best_fiche_lexical)
 
     def _fiche_terms(self, terms: list[str]) -> list[str]:
         return [t for t in terms if t in self._fiche_vocab]

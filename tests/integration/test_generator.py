@@ -1,8 +1,5 @@
-"""The CPU generator built by set-up (int4 onnxruntime-genai), run in-process.
-
-Serving it through Triton with streaming and cancellation is the answers issue's next step; these tests
-pin down the build and the run-time wrapper it will use.
-"""
+"""The CPU generator built by set-up (int4 onnxruntime-genai), run in-process through the wrapper the
+Triton model uses. Serving, streaming and cancellation through Triton: test_answers_stack.py."""
 
 from __future__ import annotations
 
@@ -13,6 +10,7 @@ import pytest
 
 from build_engines.generator import GeneratorBuild, generator_is_built
 from inference.generator import Finished, LocalGenerator
+from server.answers.chat import ChatFormat
 from server.settings import Settings
 
 QUESTION = [
@@ -37,34 +35,39 @@ def test_build_metadata(settings: Settings) -> None:
     assert Path(model_dir / "tokenizer.json").exists()
 
 
-def test_greedy_answer_in_french(generator: LocalGenerator) -> None:
+def test_greedy_answer_in_french(generator: LocalGenerator, settings: Settings) -> None:
     finished = Finished()
-    text = "".join(generator.stream(QUESTION, max_tokens=40, finished=finished))
+    prompt = generator.chat_prompt(QUESTION)
+    text = "".join(generator.stream(prompt, max_tokens=40, finished=finished))
     assert "Paris" in text
     assert finished.reason == "stop"
     assert 0 < finished.completion_tokens <= 40
-    assert finished.prompt_tokens == len(generator.prompt_ids(QUESTION))
+    assert finished.prompt_tokens == len(generator.encode(prompt))
+    # The gateway formats and counts prompts with the same template and tokenizer.
+    chat = ChatFormat(GeneratorBuild(settings.cache_dir).model_dir)
+    assert chat.format(QUESTION) == prompt and chat.count(prompt) == finished.prompt_tokens
     # Greedy decoding is deterministic: the same request gives the same text.
-    assert "".join(generator.stream(QUESTION, max_tokens=40)) == text
+    assert "".join(generator.stream(prompt, max_tokens=40)) == text
 
 
 def test_max_tokens_and_stop_words(generator: LocalGenerator) -> None:
-    long_request = [{"role": "user", "content": "Écris un long texte sur l'histoire de France."}]
+    long_request = generator.chat_prompt([{"role": "user", "content": "Écris un long texte sur l'histoire de France."}])
     finished = Finished()
     pieces = list(generator.stream(long_request, max_tokens=8, finished=finished))
     assert finished.completion_tokens == 8 and finished.reason == "length"
     assert pieces
-    full = "".join(generator.stream(QUESTION, max_tokens=40))
+    question = generator.chat_prompt(QUESTION)
+    full = "".join(generator.stream(question, max_tokens=40))
     # A stop word longer than any token, so it arrives split: nothing of it may be returned.
     stop = full[full.index("Paris") - 8 : full.index("Paris") + 5]
     finished = Finished()
-    stopped = "".join(generator.stream(QUESTION, max_tokens=40, stop=[stop], finished=finished))
+    stopped = "".join(generator.stream(question, max_tokens=40, stop=[stop], finished=finished))
     assert stopped == full[: full.index(stop)]
     assert finished.reason == "stop"
 
 
 def test_leaving_the_stream_stops_generation(generator: LocalGenerator) -> None:
-    long_request = [{"role": "user", "content": "Écris un long texte sur l'histoire de France."}]
+    long_request = generator.chat_prompt([{"role": "user", "content": "Écris un long texte sur l'histoire de France."}])
     finished = Finished()
     stream = generator.stream(long_request, max_tokens=500, finished=finished)
     first = [next(stream) for _ in range(3)]
@@ -72,3 +75,13 @@ def test_leaving_the_stream_stops_generation(generator: LocalGenerator) -> None:
     assert all(isinstance(p, str) for p in first)
     assert finished.completion_tokens <= 4  # no token is generated once the consumer has left
     assert finished.reason == ""
+
+
+def test_should_stop_ends_generation_at_the_next_token(generator: LocalGenerator) -> None:
+    long_request = generator.chat_prompt([{"role": "user", "content": "Écris un long texte sur l'histoire de France."}])
+    finished = Finished()
+    pieces: list[str] = []
+    stream = generator.stream(long_request, max_tokens=500, finished=finished, should_stop=lambda: len(pieces) >= 3)
+    pieces.extend(stream)
+    assert finished.reason == "cancelled"
+    assert len(pieces) == 3 and finished.completion_tokens <= 4

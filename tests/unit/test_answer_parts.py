@@ -35,11 +35,11 @@ def _source(n: int, words: int) -> PromptSource:
 
 def test_prompt_numbers_sources_and_states_the_situation() -> None:
     prompt = build_prompt("Ma carte a été volée", [_source(7, 10), _source(9, 10)], count_tokens=_words, budget=1000)
-    assert prompt.messages[0] == {"role": "system", "content": SYSTEM_PROMPT}
-    user = prompt.messages[1]["content"]
-    assert "[1] Fiche 7 — Démarche\nSituation : Vol en France" in user
-    assert "[2] Fiche 9" in user
-    assert user.index("[1]") < user.index("[2]") < user.index("Question du conseiller : Ma carte a été volée")
+    system = prompt.messages[0]["content"]
+    assert system.startswith(SYSTEM_PROMPT)
+    assert "Extrait [1] : Fiche 7 (Démarche)\nSituation : Vol en France\nmot" in system
+    assert system.index("Extrait [1]") < system.index("Extrait [2] : Fiche 9")
+    assert prompt.messages[1] == {"role": "user", "content": "Ma carte a été volée"}
     assert [s.n for s in prompt.sources] == [1, 2]
     assert not prompt.truncated
     assert prompt.prompt_tokens == _words(prompt.messages)

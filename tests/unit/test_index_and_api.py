@@ -22,7 +22,7 @@ from server.app import create_app
 from server.errors import BackendTimeout, BackendUnavailable
 from server.retrieval.search import HybridSearcher
 from server.settings import Settings
-from tests.fixtures import hashing_embed, write_mini_corpus
+from tests.fixtures import HashEmbedder, hashing_embed, write_mini_corpus
 
 
 def _ingest(corpus: Path, out: Path, **kwargs: Any) -> Any:
@@ -105,16 +105,6 @@ def test_hybrid_search_ranks_and_filters(built: tuple[Path, Path]) -> None:
     pro = searcher.search("déclaration embauche salarié", None, audience="professionnels", k=5)
     assert [h.fiche.id for h in pro] == ["F23961"]
     assert searcher.search("carte volée", None, audience="associations", k=5) == []
-
-
-class HashEmbedder:
-    def __init__(self) -> None:
-        self.error: Exception | None = None
-
-    async def embed(self, texts: list[str], kind: str = "query") -> np.ndarray:
-        if self.error is not None:
-            raise self.error
-        return hashing_embed(texts)
 
 
 @pytest.fixture(scope="module")
@@ -230,7 +220,7 @@ def test_search_page_is_served_in_french(client: Any) -> None:
     assert page.headers["content-type"].startswith("text/html")
     assert '<html lang="fr">' in page.text
     assert "Situation ou question de l'usager" in page.text
-    assert "/v1/search" in page.text
+    assert "/v1/search" in page.text and "/v1/answers" in page.text and "Rédiger une réponse" in page.text
     # Results are written with textContent, never parsed as HTML (fiche text cannot inject markup).
     assert "innerHTML" not in page.text
     assert "/" not in client.get("/schema/openapi.json").json()["paths"]

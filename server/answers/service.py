@@ -1,0 +1,289 @@
+"""The answer pipeline: validate, retrieve, decide coverage, build the prompt, generate, check, bundle.
+
+``AnswerService.events`` is the one code path for both modes: it yields the preview (sources, related
+questions, links, fiches) as soon as retrieval is done, then the generated text pieces, then the final
+``AnswerResponse``. A non-streaming request consumes the same events and returns the last one, so both
+modes give the same answer.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import msgspec
+
+from server.answers.bundle import order_fiches, practical_links, related_questions
+from server.answers.chat import ChatFormat
+from server.answers.citations import check_citations
+from server.answers.guard import guard_answer
+from server.answers.prompt import NO_ANSWER, PromptSource, build_prompt
+from server.answers.relevance import is_covered
+from server.errors import BackendUnavailable, ValidationFailed
+from server.generation import Generated, GenerationParams
+from server.retrieval.search import FicheHit
+from server.schemas import (
+    AnswerFiche,
+    AnswerLink,
+    AnswerQuestion,
+    AnswerRequest,
+    AnswerResponse,
+    AnswerSource,
+    AnswerTimings,
+    GuardReport,
+    SearchRequest,
+    Usage,
+)
+from server.service import SearchService, ms
+from server.settings import Settings
+
+__all__ = ["AnswerPreview", "AnswerService", "Delta", "Generator", "Prepared"]
+
+_encoder = msgspec.json.Encoder()
+
+
+class Generator(Protocol):
+    async def ensure_ready(self) -> None: ...
+
+    async def served_name(self) -> str: ...
+
+    def stream(self, prompt: str, params: GenerationParams) -> AsyncIterator[str | Generated]: ...
+
+
+class AnswerPreview(msgspec.Struct, kw_only=True):
+    """The first streamed event: everything but the answer, so the advisor sees the sources at once."""
+
+    id: str
+    question: str
+    audience: str | None
+    covered: bool
+    sources: list[AnswerSource]
+    related_questions: list[AnswerQuestion]
+    links: list[AnswerLink]
+    fiches: list[AnswerFiche]
+    corpus_version: str
+
+
+class Delta(msgspec.Struct, kw_only=True):
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Bundle:
+    sources: list[AnswerSource]
+    related_questions: list[AnswerQuestion]
+    links: list[AnswerLink]
+    fiches: list[AnswerFiche]
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A validated and retrieved question, ready to generate (or answered already when not covered)."""
+
+    id: str
+    question: str
+    audience: str | None
+    hits: list[FicheHit]
+    covered: bool
+    sources: list[PromptSource]
+    prompt: str
+    params: GenerationParams
+    started: float
+    embed_ms: float
+    retrieve_ms: float
+
+
+def prompt_sources(hits: Sequence[FicheHit], n_fiches: int) -> list[PromptSource]:
+    """Excerpts of the best ``n_fiches`` fiches, round-robin: each fiche's best excerpt first, then the
+    second ones... The prompt budget drops them from the end."""
+    chosen = list(hits[:n_fiches])
+    out: list[PromptSource] = []
+    for fiche_hit in chosen:
+        if not fiche_hit.excerpts and fiche_hit.fiche.description:
+            fiche = fiche_hit.fiche
+            out.append(PromptSource(0, fiche.id, fiche.title, fiche.url, (), (), fiche.description))
+    rounds = max((len(h.excerpts) for h in chosen), default=0)
+    for position in range(rounds):
+        for fiche_hit in chosen:
+            if position < len(fiche_hit.excerpts):
+                chunk = fiche_hit.excerpts[position].chunk
+                fiche = fiche_hit.fiche
+                out.append(PromptSource(0, fiche.id, fiche.title, fiche.url, chunk.section, chunk.cases, chunk.text))
+    return out
+
+
+class AnswerService:
+    def __init__(
+        self, settings: Settings, search: SearchService, generator: Generator, chat: ChatFormat | None
+    ) -> None:
+        self.settings = settings
+        self.search = search
+        self.generator = generator
+        self.chat = chat
+
+    def validate(self, request: AnswerRequest) -> tuple[str, str | None, int, GenerationParams]:
+        query, audience, k = self.search.validate(
+            SearchRequest(q=request.question, audience=request.audience, k=request.k)
+        )
+        limit = self.settings.answer_max_tokens
+        max_tokens = self.settings.answer_default_max_tokens if request.max_tokens is None else request.max_tokens
+        if not 1 <= max_tokens <= limit:
+            raise ValidationFailed(
+                f"max_tokens must be between 1 and {limit}, got {max_tokens}", code="max_tokens_out_of_range"
+            )
+        temperature = 0.0 if request.temperature is None else request.temperature
+        if not 0.0 <= temperature <= 1.5:
+            raise ValidationFailed(
+                f"temperature must be between 0 (greedy) and 1.5, got {temperature}", code="temperature_out_of_range"
+            )
+        return query, audience, k, GenerationParams(max_tokens=max_tokens, temperature=temperature)
+
+    async def prepare(self, request: AnswerRequest) -> Prepared:
+        """Everything that can fail with a clean HTTP error happens here, before any byte is streamed."""
+        started = time.perf_counter()
+        question, audience, k, params = self.validate(request)
+        if self.chat is None:
+            raise BackendUnavailable(
+                f"the generator's tokenizer is missing ({self.settings.resolved_tokenizer_dir}); search still works",
+                code="generator_unavailable",
+            )
+        found = await self.search.retrieve(question, audience, k)
+        retrieval = found.retrieval
+        covered = is_covered(
+            retrieval, min_dense=self.settings.relevance_min_dense, min_lexical=self.settings.relevance_min_lexical
+        )
+        sources: list[PromptSource] = []
+        prompt = ""
+        if covered:
+            await self.generator.ensure_ready()
+            chat = self.chat
+            built = build_prompt(
+                question,
+                prompt_sources(retrieval.hits, self.settings.answer_fiches),
+                count_tokens=chat.count_messages,
+                budget=self.settings.answer_prompt_tokens,
+            )
+            sources, prompt = built.sources, chat.format(built.messages)
+        return Prepared(
+            id=f"ans_{uuid.uuid4().hex}",
+            question=question,
+            audience=audience,
+            hits=retrieval.hits if covered else [],
+            covered=covered,
+            sources=sources,
+            prompt=prompt,
+            params=params,
+            started=started,
+            embed_ms=found.embed_ms,
+            retrieve_ms=found.retrieve_ms,
+        )
+
+    def _bundle(self, prepared: Prepared, cited: Sequence[int]) -> Bundle:
+        cited_fiches = [prepared.sources[n - 1].fiche_id for n in cited]
+        fiches = order_fiches([h.fiche for h in prepared.hits], cited_fiches)
+        scores = {h.fiche.id: h.score for h in prepared.hits}
+        excerpt_scores = {e.chunk.text: e.score for h in prepared.hits for e in h.excerpts}
+        return Bundle(
+            sources=[
+                AnswerSource(
+                    n=s.n,
+                    fiche_id=s.fiche_id,
+                    title=s.title,
+                    url=s.url,
+                    section=list(s.section),
+                    situation=list(s.cases),
+                    excerpt=s.text,
+                    score=round(excerpt_scores.get(s.text, scores.get(s.fiche_id, 0.0)), 6),
+                )
+                for s in prepared.sources
+            ],
+            related_questions=related_questions(fiches),
+            links=practical_links(fiches),
+            fiches=[
+                AnswerFiche(
+                    id=f.id,
+                    title=f.title,
+                    url=f.url,
+                    audience=f.audience,
+                    updated=f.updated,
+                    cited=f.id in cited_fiches,
+                )
+                for f in fiches
+            ],
+        )
+
+    async def events(self, prepared: Prepared) -> AsyncIterator[AnswerPreview | Delta | AnswerResponse]:
+        corpus_version = self.search.corpus_version
+        preview = self._bundle(prepared, ())
+        yield AnswerPreview(
+            id=prepared.id,
+            question=prepared.question,
+            audience=prepared.audience,
+            covered=prepared.covered,
+            sources=preview.sources,
+            related_questions=preview.related_questions,
+            links=preview.links,
+            fiches=preview.fiches,
+            corpus_version=corpus_version,
+        )
+        text, first_token, model = "", None, None
+        done = Generated(finish_reason="no_answer", prompt_tokens=0, completion_tokens=0)
+        generate_started = time.perf_counter()
+        if prepared.covered:
+            model = await self.generator.served_name()
+            async for item in self.generator.stream(prepared.prompt, prepared.params):
+                if isinstance(item, Generated):
+                    done = item
+                    continue
+                if first_token is None:
+                    first_token = ms(time.perf_counter() - prepared.started)
+                text += item
+                yield Delta(text=item)
+        generate_ms = ms(time.perf_counter() - generate_started) if prepared.covered else 0.0
+        checked = check_citations(text.strip(), len(prepared.sources))
+        fiches = [h.fiche for h in prepared.hits]
+        guarded = guard_answer(
+            checked.text,
+            _encoder.encode(fiches).decode(),
+            [link.url for fiche in fiches for link in fiche.links],
+        )
+        answer = guarded.text.strip() if prepared.covered else NO_ANSWER
+        final = self._bundle(prepared, checked.cited)
+        yield AnswerResponse(
+            id=prepared.id,
+            question=prepared.question,
+            audience=prepared.audience,
+            covered=prepared.covered,
+            answer=answer,
+            finish_reason=done.finish_reason,
+            corpus_version=corpus_version,
+            model=model,
+            usage=Usage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens),
+            timings_ms=AnswerTimings(
+                embed=prepared.embed_ms,
+                retrieve=prepared.retrieve_ms,
+                first_token=first_token,
+                generate=generate_ms,
+                total=ms(time.perf_counter() - prepared.started),
+            ),
+            guard=GuardReport(
+                citations_removed=checked.removed,
+                urls_removed=guarded.urls_removed,
+                emails_removed=guarded.emails_removed,
+                phones_removed=guarded.phones_removed,
+            ),
+            sources=final.sources,
+            related_questions=final.related_questions,
+            links=final.links,
+            fiches=final.fiches,
+        )
+
+    async def answer(self, request: AnswerRequest) -> AnswerResponse:
+        prepared = await self.prepare(request)
+        async for event in self.events(prepared):
+            if isinstance(event, AnswerResponse):
+                return event
+        raise AssertionError("the answer events always end with the answer")

@@ -1,0 +1,176 @@
+"""/v1/answers through the real stack: tritonserver serving e5 and the int4 generator, and the gateway.
+
+Greedy decoding makes every answer here deterministic. Cancellation is observed through the generator
+model's own counters on Triton's metrics endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from server.settings import Settings
+from server.tritonserver import TritonProcess
+from tests.servers import Gateway
+
+QUESTION = "Ma carte d'identité a été volée, que dois-je faire ?"
+LONG = "Explique en détail, étape par étape, toutes les démarches pour créer une association loi 1901."
+
+
+def _metric(triton: TritonProcess, name: str, **labels: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{triton.ports.metrics}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no metric {name} {labels} on Triton's metrics endpoint")
+
+
+def _events(lines: list[str]) -> list[tuple[str, dict[str, object]]]:
+    events, name = [], ""
+    for line in lines:
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            events.append((name, json.loads(line.removeprefix("data: "))))
+    return events
+
+
+@pytest.fixture(scope="module")
+def answer(gateway: Gateway) -> dict[str, object]:
+    response = httpx.post(
+        f"{gateway.url}/v1/answers", json={"question": QUESTION, "audience": "particuliers"}, timeout=120
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+def test_a_real_question_gets_a_grounded_french_bundle(answer: dict[str, object], gateway: Gateway) -> None:
+    text = str(answer["answer"])
+    assert answer["covered"] is True and len(text) > 40
+    assert re.search(r"\b(vous|la|le|de|votre|déclar\w*)\b", text), text
+    sources = answer["sources"]
+    assert isinstance(sources, list) and sources
+    cited = {int(n) for n in re.findall(r"\[(\d+)\]", text)}
+    assert cited <= {s["n"] for s in sources}, (cited, text)  # every remaining citation is a returned source
+    fiche_ids = [f["id"] for f in answer["fiches"]]  # type: ignore[union-attr]
+    assert {"F1759", "F1794"} & set(fiche_ids)
+    assert {s["fiche_id"] for s in sources} <= set(fiche_ids)
+    questions, links = answer["related_questions"], answer["links"]
+    assert isinstance(questions, list) and questions and isinstance(links, list) and links
+    assert {q["fiche_id"] for q in questions}.isdisjoint(fiche_ids)
+    assert {link["type"] for link in links} <= {
+        "teleservice",
+        "formulaire",
+        "simulateur",
+        "modele_de_document",
+        "outil_de_recherche",
+        "autre",
+    }
+    cited_fiches = [f["id"] for f in answer["fiches"] if f["cited"]]  # type: ignore[union-attr]
+    if cited_fiches:  # links and fiches are ordered: the cited fiches' first
+        assert fiche_ids[: len(cited_fiches)] == cited_fiches
+        assert links[0]["fiche_id"] in cited_fiches or not any(  # type: ignore[index]
+            link["fiche_id"] in cited_fiches for link in links
+        )
+    usage = answer["usage"]
+    assert isinstance(usage, dict) and 0 < usage["prompt_tokens"] <= 768  # the gateway's budget, model's count
+    assert 0 < usage["completion_tokens"] <= 320
+    assert answer["model"] == "qwen2.5-coder-0.5b-instruct-int4-cpu"
+    assert answer["finish_reason"] in {"stop", "length"}
+
+
+def test_streaming_gives_the_same_answer(answer: dict[str, object], gateway: Gateway) -> None:
+    started = time.monotonic()
+    seen: list[tuple[str, float]] = []
+    lines: list[str] = []
+    with httpx.stream(
+        "POST",
+        f"{gateway.url}/v1/answers",
+        json={"question": QUESTION, "audience": "particuliers", "stream": True},
+        timeout=120,
+    ) as response:
+        assert response.status_code == 200
+        for line in response.iter_lines():
+            lines.append(line)
+            if line.startswith("event: "):
+                seen.append((line.removeprefix("event: "), time.monotonic() - started))
+    names = [name for name, _ in seen]
+    assert names[0] == "sources" and names[-1] == "answer" and set(names[1:-1]) == {"delta"}
+    # The sources arrive before the first token: they do not wait for the generator.
+    assert seen[0][1] < seen[1][1]
+    events = _events(lines)
+    final = events[-1][1]
+    for key in ("answer", "sources", "related_questions", "links", "fiches", "usage", "guard"):
+        assert final[key] == answer[key], key
+    assert "".join(str(data["text"]) for name, data in events if name == "delta").strip()
+
+
+def test_client_disconnect_stops_generation(gateway: Gateway, triton: TritonProcess) -> None:
+    cancelled = _metric(triton, "albert_generator_requests_total", outcome="cancelled")
+    tokens = _metric(triton, "albert_generator_tokens_total", kind="completion")
+    deltas = 0
+    with httpx.stream(
+        "POST", f"{gateway.url}/v1/answers", json={"question": LONG, "max_tokens": 1000, "stream": True}, timeout=120
+    ) as response:
+        for line in response.iter_lines():
+            deltas += line == "event: delta"
+            if deltas == 3:
+                break  # leaving the block closes the connection
+    deadline = time.monotonic() + 20
+    while _metric(triton, "albert_generator_requests_total", outcome="cancelled") == cancelled:
+        assert time.monotonic() < deadline, "the generator kept going after the client left"
+        time.sleep(0.2)
+    # Far fewer than the 1,000 tokens asked for were generated.
+    assert _metric(triton, "albert_generator_tokens_total", kind="completion") - tokens < 100
+
+
+def test_generator_timeout_is_504_and_stops_generation(
+    settings: Settings, triton: TritonProcess, tmp_path: Path
+) -> None:
+    cancelled = _metric(triton, "albert_generator_requests_total", outcome="cancelled")
+    gateway = Gateway(settings, triton.grpc_url, tmp_path / "gateway.log", ALBERT_GENERATOR_TIMEOUT_S="1")
+    try:
+        gateway.wait_live()
+        started = time.monotonic()
+        response = httpx.post(f"{gateway.url}/v1/answers", json={"question": LONG, "max_tokens": 1000}, timeout=60)
+        assert time.monotonic() - started < 5
+        assert response.status_code == 504, response.text
+        assert response.json()["error"]["code"] == "generator_timeout"
+        assert "1 s" in response.json()["error"]["message"]
+        deadline = time.monotonic() + 30  # the prompt's prefill cannot be interrupted; the next token is
+        while _metric(triton, "albert_generator_requests_total", outcome="cancelled") == cancelled:
+            assert time.monotonic() < deadline, "generation went on after the deadline"
+            time.sleep(0.2)
+    finally:
+        gateway.stop()
+
+
+def test_generator_missing_is_503_while_search_works(settings: Settings, triton: TritonProcess, tmp_path: Path) -> None:
+    gateway = Gateway(settings, triton.grpc_url, tmp_path / "gateway.log", ALBERT_GENERATOR_MODEL="no_such_generator")
+    try:
+        gateway.wait_live()
+        response = httpx.post(f"{gateway.url}/v1/answers", json={"question": QUESTION}, timeout=30)
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "generator_unavailable"
+        assert "no_such_generator" in response.json()["error"]["message"]
+        assert httpx.get(f"{gateway.url}/v1/search", params={"q": QUESTION}, timeout=30).status_code == 200
+        ready = httpx.get(f"{gateway.url}/health/ready", timeout=10)
+        assert ready.status_code == 200
+        assert ready.json()["status"] == "degraded"
+        assert ready.json()["checks"]["generator_model"] == "not ready"
+    finally:
+        gateway.stop()
+
+
+def test_off_topic_question_is_not_answered(gateway: Gateway) -> None:
+    body = httpx.post(
+        f"{gateway.url}/v1/answers", json={"question": "Quelle est la recette de la tarte tatin ?"}, timeout=60
+    ).json()
+    assert body["covered"] is False and body["sources"] == [] and body["model"] is None
+    assert body["answer"].startswith("Les fiches service-public.fr disponibles ne traitent pas cette question")

@@ -1,0 +1,248 @@
+"""/v1/answers over the mini corpus with a scripted generator: coverage rule, prompt budget, citation
+checks, output guard, bundle order, SSE events and error mapping. The real generator in Triton is covered
+by tests/integration/test_answers_stack.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from litestar.testing import TestClient
+from rich.console import Console
+
+from corpus.ingest import ingest
+from server.answers.chat import ChatFormat
+from server.answers.prompt import NO_ANSWER
+from server.app import create_app
+from server.errors import BackendTimeout, BackendUnavailable, Overloaded
+from server.generation import Generated, GenerationParams
+from server.settings import Settings
+from tests.fixtures import HashEmbedder, hashing_embed, write_mini_corpus, write_word_tokenizer
+
+QUESTION = "Ma carte d'identité a été volée en France, que faire ?"
+
+
+class ScriptedGenerator:
+    """Plays back text pieces; records what it was asked. ``fail``: raised before (ready) or after a piece."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.prompts: list[tuple[str, GenerationParams]] = []
+        self.not_ready: Exception | None = None
+        self.fail_after_first: Exception | None = None
+
+    async def ensure_ready(self) -> None:
+        if self.not_ready is not None:
+            raise self.not_ready
+
+    async def served_name(self) -> str:
+        return "scripted"
+
+    async def stream(self, prompt: str, params: GenerationParams) -> AsyncIterator[str | Generated]:
+        self.prompts.append((prompt, params))
+        for i, piece in enumerate(self.pieces):
+            yield piece
+            if i == 0 and self.fail_after_first is not None:
+                raise self.fail_after_first
+        yield Generated("stop", prompt_tokens=len(prompt.split()), completion_tokens=len(self.pieces))
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("answers")
+    corpus = write_mini_corpus(root / "corpus")
+    ingest([corpus], root / "index", embed=hashing_embed, embedding_model="hash", dim=384, console=Console(quiet=True))
+    return root / "index", write_word_tokenizer(root / "tokenizer")
+
+
+def _client(setup: tuple[Path, Path], **overrides: Any) -> tuple[TestClient[Any], ScriptedGenerator]:
+    index_dir, tokenizer_dir = setup
+    values: dict[str, Any] = {
+        "generator_tokenizer_dir": tokenizer_dir,
+        "relevance_min_dense": 0.0,  # the hashing embedder's cosines mean nothing: everything is covered
+        "answer_prompt_tokens": 400,
+    }
+    values.update(overrides)
+    generator = ScriptedGenerator()
+    app = create_app(Settings(**values), embedder=HashEmbedder(), generator=generator, index_dir=index_dir)
+    return TestClient(app), generator
+
+
+@pytest.fixture
+def api(setup: tuple[Path, Path]) -> Iterator[tuple[TestClient[Any], ScriptedGenerator]]:
+    client, generator = _client(setup)
+    with client:
+        yield client, generator
+
+
+def _events(body: str) -> list[tuple[str, Any]]:
+    events = []
+    for block in body.strip().split("\n\n"):
+        lines = block.split("\n")
+        name = lines[0].removeprefix("event: ")
+        data = "\n".join(line.removeprefix("data: ") for line in lines[1:])
+        events.append((name, msgspec.json.decode(data)))
+    return events
+
+
+def test_answer_bundle_checks_citations_and_guards_contacts(api: tuple[TestClient[Any], ScriptedGenerator]) -> None:
+    client, generator = api
+    generator.pieces = [
+        "Déclarez le vol au commissariat [1]. ",
+        "Faites la pré-plainte sur https://www.service-public.fr/pre-plainte [1][7]. ",
+        "Appelez le 01 23 45 67 89 ou écrivez à aide@example.com, voir https://arnaque.example.org/x [2].",
+    ]
+    response = client.post("/v1/answers", json={"question": QUESTION, "audience": "particuliers", "k": 1})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["covered"] is True and body["model"] == "scripted" and body["finish_reason"] == "stop"
+    answer = body["answer"]
+    # [7] is not a returned source; [1] and [2] are (F1759 has two excerpts at most).
+    n_sources = len(body["sources"])
+    assert n_sources >= 1
+    assert "[7]" not in answer and "[1]" in answer
+    assert body["guard"]["citations_removed"] == 1 + (n_sources < 2)
+    # The fiche's own URL stays; the invented ones, the phone number and the e-mail go.
+    assert "https://www.service-public.fr/pre-plainte" in answer
+    assert "arnaque" not in answer and "01 23 45 67 89" not in answer and "aide@example.com" not in answer
+    assert body["guard"] == {
+        "citations_removed": body["guard"]["citations_removed"],
+        "urls_removed": 1,
+        "emails_removed": 1,
+        "phones_removed": 1,
+    }
+    assert [s["n"] for s in body["sources"]] == list(range(1, n_sources + 1))
+    assert {s["fiche_id"] for s in body["sources"]} == {"F1759"}
+    assert body["fiches"] == [
+        {
+            "id": "F1759",
+            "title": "Carte d'identité volée",
+            "url": "https://www.service-public.fr/particuliers/vosdroits/F1759",
+            "audience": "particuliers",
+            "updated": "2023-05-02",
+            "cited": True,
+        }
+    ]
+    assert body["related_questions"] == [
+        {
+            "question": "Est-on obligé d'avoir une carte d'identité ?",
+            "fiche_id": "F11601",
+            "url": "https://www.service-public.fr/particuliers/vosdroits/F11601",
+        }
+    ]
+    assert {link["type"] for link in body["links"]} == {"teleservice", "formulaire", "simulateur"}
+    assert all(link["fiche_id"] == "F1759" for link in body["links"])
+    assert body["usage"]["completion_tokens"] == 3
+    timings = body["timings_ms"]
+    assert timings["first_token"] is not None and timings["total"] >= timings["embed"] + timings["retrieve"]
+
+
+def test_prompt_respects_the_budget_and_carries_the_situation(setup: tuple[Path, Path]) -> None:
+    client, generator = _client(setup, answer_prompt_tokens=140)
+    generator.pieces = ["Réponse [1]."]
+    with client:
+        response = client.post(
+            "/v1/answers", json={"question": QUESTION, "audience": "particuliers", "k": 1, "max_tokens": 64}
+        )
+    assert response.status_code == 200, response.text
+    prompt, params = generator.prompts[-1]
+    assert ChatFormat(setup[1]).count(prompt) <= 140
+    assert params == GenerationParams(max_tokens=64, temperature=0.0)
+    assert prompt.startswith("<|im_start|>system\n") and prompt.endswith(
+        f"{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
+    )
+    assert "Extrait [1] : Carte d'identité volée (Vol en France" in prompt
+    assert "\nSituation : Vol en France" in prompt
+    # Every source in the response is one the prompt shows.
+    for source in response.json()["sources"]:
+        assert f"Extrait [{source['n']}] : {source['title']}" in prompt
+
+
+def test_streaming_sends_sources_first_then_deltas_then_the_same_answer(
+    api: tuple[TestClient[Any], ScriptedGenerator],
+) -> None:
+    client, generator = api
+    generator.pieces = ["Déclarez ", "le vol [1]", " puis refaites la carte [2]."]
+    request = {"question": QUESTION, "audience": "particuliers", "k": 2}
+    plain = client.post("/v1/answers", json=request).json()
+    streamed = client.post("/v1/answers", json={**request, "stream": True})
+    assert streamed.status_code == 200
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    events = _events(streamed.text)
+    names = [name for name, _ in events]
+    assert names == ["sources", "delta", "delta", "delta", "answer"]
+    first, final = events[0][1], events[-1][1]
+    assert "answer" not in first and first["sources"] and first["fiches"] and first["id"] == final["id"]
+    assert "".join(data["text"] for name, data in events if name == "delta") == "".join(generator.pieces)
+    for key in ("answer", "sources", "related_questions", "links", "fiches", "guard", "usage", "covered"):
+        assert final[key] == plain[key], key
+
+
+def test_nothing_relevant_answers_without_generating(setup: tuple[Path, Path]) -> None:
+    client, generator = _client(setup, relevance_min_dense=1.01, relevance_min_lexical=1e9)
+    with client:
+        body = client.post("/v1/answers", json={"question": "recette de la tarte tatin"}).json()
+    assert body["covered"] is False and body["answer"] == NO_ANSWER
+    assert body["sources"] == body["fiches"] == body["links"] == body["related_questions"] == []
+    assert body["model"] is None and body["usage"] == {"prompt_tokens": 0, "completion_tokens": 0}
+    assert generator.prompts == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"question": ""}, 422, "empty_query"),
+        ({"question": "vol", "max_tokens": 0}, 422, "max_tokens_out_of_range"),
+        ({"question": "vol", "max_tokens": 5000}, 422, "max_tokens_out_of_range"),
+        ({"question": "vol", "temperature": 3}, 422, "temperature_out_of_range"),
+        ({"question": "vol", "audience": "martiens"}, 422, "unknown_audience"),
+        ({"question": "vol", "colour": "blue"}, 400, "invalid_request"),
+        ({"question": 12}, 400, "invalid_request"),
+        ({"question": "vol", "stream": "yes"}, 400, "invalid_request"),
+    ],
+)
+def test_answers_reject_bad_input(
+    api: tuple[TestClient[Any], ScriptedGenerator], body: dict[str, Any], status: int, code: str
+) -> None:
+    client, generator = api
+    response = client.post("/v1/answers", json=body)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+    assert generator.prompts == []
+
+
+def test_generator_failures_map_to_clear_errors(api: tuple[TestClient[Any], ScriptedGenerator]) -> None:
+    client, generator = api
+    generator.not_ready = BackendUnavailable(
+        "the generator model 'generator' is not available", code="generator_unavailable"
+    )
+    down = client.post("/v1/answers", json={"question": QUESTION})
+    assert down.status_code == 503 and down.json()["error"]["code"] == "generator_unavailable"
+    streamed_down = client.post("/v1/answers", json={"question": QUESTION, "stream": True})
+    assert streamed_down.status_code == 503  # refused before the stream starts: no half-open event stream
+    assert client.get("/v1/search", params={"q": QUESTION}).status_code == 200  # search does not need it
+    generator.not_ready = None
+
+    generator.pieces = ["Déclarez le vol", " au commissariat"]
+    generator.fail_after_first = BackendTimeout("the generator did not finish within 120 s", code="generator_timeout")
+    assert client.post("/v1/answers", json={"question": QUESTION}).status_code == 504
+    events = _events(client.post("/v1/answers", json={"question": QUESTION, "stream": True}).text)
+    assert [name for name, _ in events] == ["sources", "delta", "error"]
+    assert events[-1][1]["error"]["code"] == "generator_timeout"
+
+    generator.fail_after_first = Overloaded("generator overloaded", code="generator_overloaded")
+    busy = client.post("/v1/answers", json={"question": QUESTION})
+    assert busy.status_code == 429 and busy.json()["error"]["code"] == "generator_overloaded"
+
+
+def test_missing_tokenizer_leaves_search_working(setup: tuple[Path, Path], tmp_path: Path) -> None:
+    client, _ = _client(setup, generator_tokenizer_dir=tmp_path / "nothing")
+    with client:
+        response = client.post("/v1/answers", json={"question": QUESTION})
+        assert response.status_code == 503 and "tokenizer" in response.json()["error"]["message"]
+        assert client.get("/v1/search", params={"q": QUESTION}).status_code == 200
+        ready = client.get("/health/ready").json()
+        assert ready["checks"]["generator_tokenizer"] == "missing"
