@@ -28,9 +28,8 @@ import httpx
 import numpy as np
 
 from corpus.index import load_index
-from server.gateway_process import GatewayProcess
+from server.gateway_process import local_stack
 from server.settings import Settings
-from server.tritonserver import TritonPorts, TritonProcess
 
 
 def _questions(settings: Settings, n: int) -> list[str]:
@@ -114,7 +113,12 @@ def summarise(samples: list[Sample]) -> dict[str, float | int]:
     ttft = [s.first_token_s for s in answered if s.first_token_s is not None]
     total = [s.total_s for s in samples]
     stage_total = sum(s.total_s for s in answered) * 1000 or 1.0
-    decode = [s.completion_tokens / (s.generate_ms / 1000) for s in answered if s.generate_ms]
+    # After the first token: (tokens - 1) over the time from first token to the end, as the client saw it.
+    decode = [
+        (s.completion_tokens - 1) / (s.total_s - s.first_token_s)
+        for s in answered
+        if s.first_token_s is not None and s.completion_tokens > 1 and s.total_s > s.first_token_s
+    ]
     return {
         "requests": len(samples),
         "answered": len(answered),
@@ -125,7 +129,7 @@ def summarise(samples: list[Sample]) -> dict[str, float | int]:
         "total_p95_s": round(_pct(total, 0.95), 2),
         "prompt_tokens_mean": round(statistics.mean(s.prompt_tokens for s in answered)) if answered else 0,
         "completion_tokens_mean": round(statistics.mean(s.completion_tokens for s in answered)) if answered else 0,
-        "tokens_per_s_in_generate": round(statistics.median(decode), 1) if decode else 0,
+        "decode_tokens_per_s": round(statistics.median(decode), 1) if decode else 0,
         "share_embed": round(sum(s.embed_ms for s in answered) / stage_total, 4),
         "share_retrieve": round(sum(s.retrieve_ms for s in answered) / stage_total, 4),
         "share_generate": round(sum(s.generate_ms for s in answered) / stage_total, 4),
@@ -144,23 +148,14 @@ def main() -> int:
     questions = _questions(settings, sum(n for _, n in plan) + 1)
     summaries: dict[int, dict[str, float | int]] = {}
     samples: list[Sample] = []
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        TritonProcess(
-            settings.repository_dir, Path(tmp) / "triton", TritonPorts.free(), log=Path(tmp) / "triton.log"
-        ) as triton,
-    ):
-        gateway = GatewayProcess(settings, triton.grpc_url, Path(tmp) / "gateway.log").wait_live()
-        try:
-            asyncio.run(run(gateway.url, questions[-1:], 1, 8))  # warm-up
-            offset = 0
-            for concurrency, n in plan:
-                batch = asyncio.run(run(gateway.url, questions[offset : offset + n], concurrency, max_tokens))
-                offset += n
-                samples.extend(batch)
-                summaries[concurrency] = summarise(batch)
-        finally:
-            gateway.stop()
+    with tempfile.TemporaryDirectory() as tmp, local_stack(settings, Path(tmp)) as (_, gateway):
+        asyncio.run(run(gateway.url, questions[-1:], 1, 8))  # warm-up
+        offset = 0
+        for concurrency, n in plan:
+            batch = asyncio.run(run(gateway.url, questions[offset : offset + n], concurrency, max_tokens))
+            offset += n
+            samples.extend(batch)
+            summaries[concurrency] = summarise(batch)
     print(
         f"\n{'conc':>4}{'n':>4}{'sources p50':>13}{'TTFT p50':>10}{'TTFT p95':>10}{'total p50':>11}{'total p95':>11}"
         f"{'prompt tok':>12}{'out tok':>9}{'tok/s':>7}{'embed':>8}{'retr.':>8}{'gen.':>8}"
@@ -169,7 +164,7 @@ def main() -> int:
         print(
             f"{concurrency:>4}{s['requests']:>4}{s['sources_p50_s']:>12.2f}s{s['first_token_p50_s']:>9.2f}s"
             f"{s['first_token_p95_s']:>9.2f}s{s['total_p50_s']:>10.2f}s{s['total_p95_s']:>10.2f}s"
-            f"{s['prompt_tokens_mean']:>12}{s['completion_tokens_mean']:>9}{s['tokens_per_s_in_generate']:>7}"
+            f"{s['prompt_tokens_mean']:>12}{s['completion_tokens_mean']:>9}{s['decode_tokens_per_s']:>7}"
             f"{s['share_embed']:>8.1%}{s['share_retrieve']:>8.1%}{s['share_generate']:>8.1%}"
         )
     if not args.smoke:

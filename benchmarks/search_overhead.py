@@ -28,9 +28,8 @@ import tritonclient.grpc.aio as grpcaio
 
 from corpus.index import load_index
 from inference.e5 import E5Encoder
-from server.gateway_process import GatewayProcess
+from server.gateway_process import local_stack
 from server.settings import Settings
-from server.tritonserver import TritonPorts, TritonProcess
 
 
 def _queries(settings: Settings, n: int) -> list[str]:
@@ -141,21 +140,12 @@ def main() -> int:
     encoder = E5Encoder(settings.embedding_dir, intra_op_threads=settings.embed_threads)
     encoder.encode(queries[:4], "query")
     results: list[Result] = []
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        TritonProcess(
-            settings.repository_dir, Path(tmp) / "triton", TritonPorts.free(), log=Path(tmp) / "triton.log"
-        ) as triton,
-    ):
-        gateway = GatewayProcess(settings, triton.grpc_url, Path(tmp) / "gateway.log").wait_live()
-        try:
-            for concurrency in (1, 32):
-                # Interleave the three paths so that machine noise hits them alike.
-                results.append(bench_inprocess(encoder, queries, concurrency))
-                results.append(asyncio.run(bench_triton(triton.grpc_url, queries, concurrency)))
-                results.append(asyncio.run(bench_gateway(gateway.url, queries, concurrency)))
-        finally:
-            gateway.stop()
+    with tempfile.TemporaryDirectory() as tmp, local_stack(settings, Path(tmp)) as (triton, gateway):
+        for concurrency in (1, 32):
+            # Interleave the three paths so that machine noise hits them alike.
+            results.append(bench_inprocess(encoder, queries, concurrency))
+            results.append(asyncio.run(bench_triton(triton.grpc_url, queries, concurrency)))
+            results.append(asyncio.run(bench_gateway(gateway.url, queries, concurrency)))
     print(f"\n{'path':<28}{'conc':>5}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'vs in-process':>15}")
     report = []
     for result in results:

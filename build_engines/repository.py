@@ -46,7 +46,7 @@ class GeneratorConfig:
     model_dir: Path
     model_name: str = "generator"
     served_model_name: str = "qwen2.5-coder-0.5b-instruct-int4-cpu"
-    workers: int = 1
+    workers: int = 2
     max_queue: int = 16
     max_input_tokens: int = 4096
     max_output_tokens: int = 1024

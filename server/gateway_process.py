@@ -1,4 +1,5 @@
-"""The gateway as a child process (``python -m server gateway``), for tests and benchmarks."""
+"""The gateway as a child process (``python -m server gateway``), for tests and benchmarks; ``local_stack``
+runs tritonserver and the gateway together on free loopback ports."""
 
 from __future__ import annotations
 
@@ -7,14 +8,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 from server.settings import Settings
-from server.tritonserver import free_port
+from server.tritonserver import TritonPorts, TritonProcess, free_port
 
-__all__ = ["GatewayProcess"]
+__all__ = ["GatewayProcess", "local_stack"]
 
 _ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,3 +68,14 @@ class GatewayProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=5)
         self._log.close()
+
+
+@contextmanager
+def local_stack(settings: Settings, work: Path, **env: str) -> Iterator[tuple[TritonProcess, GatewayProcess]]:
+    """tritonserver (the rendered repository) and a gateway in front of it, logs in ``work``."""
+    with TritonProcess(settings.repository_dir, work / "triton", TritonPorts.free(), log=work / "triton.log") as triton:
+        gateway = GatewayProcess(settings, triton.grpc_url, work / "gateway.log", **env)
+        try:
+            yield triton, gateway.wait_live()
+        finally:
+            gateway.stop()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,7 +115,7 @@ class TritonGenerator:
             return BackendUnavailable(f"the generator is unreachable ({message})", code="generator_unavailable")
         return BackendUnavailable(f"the generator failed: {message}", code="generator_error")
 
-    async def stream(self, prompt: str, params: GenerationParams) -> AsyncIterator[str | Generated]:
+    async def stream(self, prompt: str, params: GenerationParams) -> AsyncGenerator[str | Generated, None]:
         inputs = [
             _tensor("text_input", np.array([prompt.encode("utf-8")], dtype=np.object_), "BYTES"),
             _tensor("max_tokens", np.array([params.max_tokens], dtype=np.int32), "INT32"),

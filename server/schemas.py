@@ -127,7 +127,11 @@ class AnswerTimings(msgspec.Struct, kw_only=True):
 
 
 class GuardReport(msgspec.Struct, kw_only=True):
+    """What the checks changed: citations to non-sources removed, citations added to sentences copied
+    from an excerpt, contact details not found in the fiches removed."""
+
     citations_removed: int
+    citations_added: int
     urls_removed: int
     emails_removed: int
     phones_removed: int

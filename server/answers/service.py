@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import msgspec
 
 from server.answers.bundle import order_fiches, practical_links, related_questions
 from server.answers.chat import ChatFormat
-from server.answers.citations import check_citations
+from server.answers.citations import attribute_citations, check_citations
 from server.answers.guard import guard_answer
 from server.answers.prompt import NO_ANSWER, PromptSource, build_prompt
 from server.answers.relevance import is_covered
+from server.answers.repetition import RepetitionGuard
 from server.errors import BackendUnavailable, ValidationFailed
 from server.generation import Generated, GenerationParams
 from server.retrieval.search import FicheHit
@@ -50,7 +52,7 @@ class Generator(Protocol):
 
     async def served_name(self) -> str: ...
 
-    def stream(self, prompt: str, params: GenerationParams) -> AsyncIterator[str | Generated]: ...
+    def stream(self, prompt: str, params: GenerationParams) -> AsyncGenerator[str | Generated, None]: ...
 
 
 class AnswerPreview(msgspec.Struct, kw_only=True):
@@ -234,16 +236,28 @@ class AnswerService:
         generate_started = time.perf_counter()
         if prepared.covered:
             model = await self.generator.served_name()
-            async for item in self.generator.stream(prepared.prompt, prepared.params):
-                if isinstance(item, Generated):
-                    done = item
-                    continue
-                if first_token is None:
-                    first_token = ms(time.perf_counter() - prepared.started)
-                text += item
-                yield Delta(text=item)
+            repetition = RepetitionGuard()
+            async with aclosing(self.generator.stream(prepared.prompt, prepared.params)) as stream:
+                async for item in stream:
+                    if isinstance(item, Generated):
+                        done = item
+                        continue
+                    if first_token is None:
+                        first_token = ms(time.perf_counter() - prepared.started)
+                    text += item
+                    yield Delta(text=item)
+                    if (cut := repetition.feed(text)) is not None:
+                        # Leaving the stream cancels the generation in Triton; usage is counted here.
+                        text = text[:cut]
+                        chat = self.chat
+                        assert chat is not None
+                        done = Generated("repetition", chat.count(prepared.prompt), chat.count(text))
+                        break
         generate_ms = ms(time.perf_counter() - generate_started) if prepared.covered else 0.0
         checked = check_citations(text.strip(), len(prepared.sources))
+        attributed, added = attribute_citations(checked.text, [s.text for s in prepared.sources])
+        if added:
+            checked = replace(check_citations(attributed, len(prepared.sources)), removed=checked.removed)
         fiches = [h.fiche for h in prepared.hits]
         guarded = guard_answer(
             checked.text,
@@ -271,6 +285,7 @@ class AnswerService:
             ),
             guard=GuardReport(
                 citations_removed=checked.removed,
+                citations_added=added,
                 urls_removed=guarded.urls_removed,
                 emails_removed=guarded.emails_removed,
                 phones_removed=guarded.phones_removed,

@@ -10,9 +10,10 @@ from hypothesis import strategies as st
 from corpus.parse import parse_publication
 from corpus.tree import from_xml
 from server.answers.bundle import order_fiches, practical_links, related_questions
-from server.answers.citations import check_citations
+from server.answers.citations import attribute_citations, check_citations
 from server.answers.guard import guard_answer
 from server.answers.prompt import SYSTEM_PROMPT, PromptSource, build_prompt
+from server.answers.repetition import RepetitionGuard
 from server.answers.sse import sse_event
 from tests.fixtures import FICHE_XML, PRO_XML, QUESTION_XML
 
@@ -71,6 +72,12 @@ def test_citations_to_unknown_sources_are_removed() -> None:
     assert checked.removed == 3
     assert check_citations("Rien à citer.", 2) == check_citations("Rien à citer.", 2)
     assert check_citations("Plage [1-3].", 2).removed == 1
+    # A marker written before its sentence moves to its end.
+    assert check_citations("[1]. Il faut déclarer le vol.[2]. Puis refaire la carte.", 2).text == (
+        "Il faut déclarer le vol [1]. Puis refaire la carte [2]."
+    )
+    # Removing a citation leaves no doubled period; a real ellipsis stays.
+    assert check_citations("Pour le faire.[3]. Ensuite… voire... [1]", 2).text == "Pour le faire. Ensuite… voire... [1]"
 
 
 @given(st.text(max_size=200), st.integers(0, 5))
@@ -124,3 +131,46 @@ def test_sse_framing() -> None:
     assert msgspec.json.decode(sse_event("x", msgspec.json.encode({"k": 1})).split(b"data: ")[1]) == {"k": 1}
     with pytest.raises(ValueError, match="line break"):
         sse_event("bad\nname", "x")
+
+
+def test_repetition_guard_cuts_at_the_first_repeated_sentence() -> None:
+    guard = RepetitionGuard()
+    text = ""
+    cut = None
+    pieces = [
+        "Vous pouvez vous réinscrire en ligne [1]. ",
+        "Sinon, allez en agence. ",
+        "Vous pouvez vous réinscrire ",
+        "en ligne [2]. Encore",
+    ]
+    for piece in pieces:
+        text += piece
+        if (cut := guard.feed(text)) is not None:
+            break
+    assert cut is not None
+    assert text[:cut] == "Vous pouvez vous réinscrire en ligne [1]. Sinon, allez en agence."
+    # Short sentences ("Oui.") may repeat; a sentence is judged only once it is complete.
+    other = RepetitionGuard()
+    assert other.feed("Oui. Oui. Il faut déclarer le vol au commissariat") is None
+    assert other.feed("Oui. Oui. Il faut déclarer le vol au commissariat.") is None
+
+
+def test_copied_sentences_get_the_citation_of_their_excerpt() -> None:
+    excerpts = [
+        "Vous devez déclarer le vol au commissariat ou à la gendarmerie.",
+        "Les documents à présenter dépendent de la possession d'un passeport sécurisé.",
+    ]
+    text = (
+        "Les documents à présenter dépendent de la possession d'un passeport. "
+        "Déclarez le vol au commissariat [1]. Bonne journée à vous deux !"
+    )
+    cited, added = attribute_citations(text, excerpts)
+    assert added == 1
+    assert cited == (
+        "Les documents à présenter dépendent de la possession d'un passeport [2]. "
+        "Déclarez le vol au commissariat [1]. Bonne journée à vous deux !"
+    )
+    assert attribute_citations("Rien de commun avec les fiches ici présentes.", excerpts) == (
+        "Rien de commun avec les fiches ici présentes.",
+        0,
+    )

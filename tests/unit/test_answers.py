@@ -4,7 +4,7 @@ by tests/integration/test_answers_stack.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ class ScriptedGenerator:
         self.prompts: list[tuple[str, GenerationParams]] = []
         self.not_ready: Exception | None = None
         self.fail_after_first: Exception | None = None
+        self.closed_early = 0
 
     async def ensure_ready(self) -> None:
         if self.not_ready is not None:
@@ -41,13 +42,18 @@ class ScriptedGenerator:
     async def served_name(self) -> str:
         return "scripted"
 
-    async def stream(self, prompt: str, params: GenerationParams) -> AsyncIterator[str | Generated]:
+    async def stream(self, prompt: str, params: GenerationParams) -> AsyncGenerator[str | Generated, None]:
         self.prompts.append((prompt, params))
-        for i, piece in enumerate(self.pieces):
-            yield piece
-            if i == 0 and self.fail_after_first is not None:
-                raise self.fail_after_first
-        yield Generated("stop", prompt_tokens=len(prompt.split()), completion_tokens=len(self.pieces))
+        finished = False
+        try:
+            for i, piece in enumerate(self.pieces):
+                yield piece
+                if i == 0 and self.fail_after_first is not None:
+                    raise self.fail_after_first
+            finished = True
+            yield Generated("stop", prompt_tokens=len(prompt.split()), completion_tokens=len(self.pieces))
+        finally:
+            self.closed_early += not finished
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +116,7 @@ def test_answer_bundle_checks_citations_and_guards_contacts(api: tuple[TestClien
     assert "arnaque" not in answer and "01 23 45 67 89" not in answer and "aide@example.com" not in answer
     assert body["guard"] == {
         "citations_removed": body["guard"]["citations_removed"],
+        "citations_added": 0,
         "urls_removed": 1,
         "emails_removed": 1,
         "phones_removed": 1,
@@ -179,6 +186,19 @@ def test_streaming_sends_sources_first_then_deltas_then_the_same_answer(
     assert "".join(data["text"] for name, data in events if name == "delta") == "".join(generator.pieces)
     for key in ("answer", "sources", "related_questions", "links", "fiches", "guard", "usage", "covered"):
         assert final[key] == plain[key], key
+
+
+def test_a_repeating_answer_is_cut_and_generation_stopped(api: tuple[TestClient[Any], ScriptedGenerator]) -> None:
+    client, generator = api
+    loop = "Vous devez déclarer le vol au commissariat [1]. "
+    generator.pieces = ["Bonjour. ", loop, loop, loop, loop]
+    for stream in (False, True):
+        response = client.post("/v1/answers", json={"question": QUESTION, "stream": stream})
+        body = response.json() if not stream else _events(response.text)[-1][1]
+        assert body["answer"] == "Bonjour. Vous devez déclarer le vol au commissariat [1]."
+        assert body["finish_reason"] == "repetition"
+        assert body["usage"]["completion_tokens"] == len(body["answer"].split())  # the word-level test tokenizer
+    assert generator.closed_early == 2  # the stream was left: in Triton, that cancels the request
 
 
 def test_nothing_relevant_answers_without_generating(setup: tuple[Path, Path]) -> None:
