@@ -1,9 +1,10 @@
 """``python -m build_engines``: what turns pinned downloads into what Triton serves.
 
-- ``setup``  : fetch (sha256-verified, cached) corpus, e5 weights and generator weights, build the e5 ONNX
-               model and the int4 generator, render the CPU model repository, build the search index.
-               Every step is skipped when already done.
+- ``setup``  : generate the gRPC stubs, fetch (sha256-verified, cached) corpus, e5 weights and generator
+               weights, build the e5 ONNX model and the int4 generator, render the CPU model repository,
+               build the search index. Every step is skipped when already done.
 - ``render`` : render the CPU model repository only.
+- ``protos`` : generate the gRPC stubs only (into clients/albert_client/_proto).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from rich.console import Console
 
 from build_engines.fetch import CORPUS, E5_WEIGHTS, FetchError, fetch
 from build_engines.generator import GeneratorBuild, build_generator
+from build_engines.protos import generate_stubs
 from build_engines.repository import EmbedderConfig, GeneratorConfig, render_cpu_repository
 from build_engines.templates import TemplateError
 from server.settings import Settings, SettingsError
@@ -83,6 +85,7 @@ def setup(settings: Settings, console: Console) -> None:
     from corpus.cli import run_ingest
 
     downloads = settings.cache_dir / "downloads"
+    console.print(f"[green]gRPC stubs[/] -> {generate_stubs()}")
     console.print(f"Cache: {settings.cache_dir}")
     corpus = fetch(CORPUS, downloads)
     console.print(f"[green]corpus[/] {CORPUS.spec} verified ({corpus.name})")
@@ -102,13 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m build_engines", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["setup", "render"])
+    parser.add_argument("command", choices=["setup", "render", "protos"])
     args = parser.parse_args(argv)
     console = Console(stderr=True)
     try:
         settings = Settings.from_env()
         if args.command == "setup":
             setup(settings, console)
+        elif args.command == "protos":
+            console.print(f"gRPC stubs in {generate_stubs()}")
         else:
             console.print(f"rendered {render(settings)}")
     except (SettingsError, FetchError, TemplateError, FileNotFoundError, ValueError, RuntimeError) as exc:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import grpc
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
@@ -32,6 +33,7 @@ from server.errors import (
     error_body,
 )
 from server.generation import TritonGenerator
+from server.rpc.server import start_grpc_server
 from server.schemas import AnswerRequest, AnswerResponse, HealthStatus, SearchRequest, SearchResponse
 from server.service import Embedder, SearchService
 from server.settings import Settings
@@ -252,15 +254,21 @@ def create_app(
             writer = generator
         app.state.embedder = active
         app.state.generator = writer
+        rpc: grpc.aio.Server | None = None
         try:
             loaded = load_index(index_dir or settings.resolved_index_dir)
             service = SearchService(settings, loaded, active)
-            app.state.answers = AnswerService(settings, service, writer, _chat_format(settings))
+            answers = AnswerService(settings, service, writer, _chat_format(settings))
+            app.state.answers = answers
             app.state.service = service
             log.info("index loaded: %s", loaded.manifest.corpus_version)
+            if settings.grpc_port:
+                rpc = await start_grpc_server(settings, service, answers)
             yield
         finally:
             app.state.service = None
+            if rpc is not None:
+                await rpc.stop(grace=2.0)
             for client in owned:
                 await client.close()
 

@@ -28,9 +28,12 @@ class GatewayProcess:
     def __init__(self, settings: Settings, triton_grpc_url: str, log: Path, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_port = free_port()
+        self.grpc_target = f"127.0.0.1:{self.grpc_port}"
         variables = {
             "ALBERT_CACHE_DIR": str(settings.cache_dir),
             "ALBERT_HTTP_PORT": str(self.port),
+            "ALBERT_GRPC_PORT": str(self.grpc_port),
             "ALBERT_TRITON_GRPC_URL": triton_grpc_url,
             **env,
         }

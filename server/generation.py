@@ -106,7 +106,8 @@ class TritonGenerator:
             code = grpc.StatusCode.DEADLINE_EXCEEDED if "DEADLINE_EXCEEDED" in status else None
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return BackendTimeout(
-                f"the generator did not finish within {self.timeout_s:g} s; generation was stopped",
+                f"the generator did not finish in time (at most {self.timeout_s:g} s, or the caller's deadline); "
+                "generation was stopped",
                 code="generator_timeout",
             )
         if message.startswith("generator overloaded"):
@@ -115,7 +116,10 @@ class TritonGenerator:
             return BackendUnavailable(f"the generator is unreachable ({message})", code="generator_unavailable")
         return BackendUnavailable(f"the generator failed: {message}", code="generator_error")
 
-    async def stream(self, prompt: str, params: GenerationParams) -> AsyncGenerator[str | Generated, None]:
+    async def stream(
+        self, prompt: str, params: GenerationParams, *, timeout_s: float | None = None
+    ) -> AsyncGenerator[str | Generated, None]:
+        """``timeout_s``: the caller's remaining deadline, when shorter than ``generator_timeout_s``."""
         inputs = [
             _tensor("text_input", np.array([prompt.encode("utf-8")], dtype=np.object_), "BYTES"),
             _tensor("max_tokens", np.array([params.max_tokens], dtype=np.int32), "INT32"),
@@ -130,7 +134,8 @@ class TritonGenerator:
         async def requests() -> AsyncIterator[dict[str, object]]:
             yield {"model_name": self.model, "inputs": inputs}
 
-        responses = self._client.stream_infer(requests(), stream_timeout=self.timeout_s)
+        deadline = self.timeout_s if timeout_s is None else min(self.timeout_s, timeout_s)
+        responses = self._client.stream_infer(requests(), stream_timeout=deadline)
         try:
             async for result, error in responses:
                 if error is not None:

@@ -34,7 +34,9 @@ class Retrieved:
 
 
 class Embedder(Protocol):
-    async def embed(self, texts: list[str], kind: str = "query") -> NDArray[np.float32]: ...
+    async def embed(
+        self, texts: list[str], kind: str = "query", *, timeout_s: float | None = None
+    ) -> NDArray[np.float32]: ...
 
 
 def ms(seconds: float) -> float:
@@ -76,17 +78,17 @@ class SearchService:
             raise ValidationFailed(f"k must be between 1 and {self.settings.max_k}, got {k}", code="k_out_of_range")
         return query, audience, k
 
-    async def retrieve(self, query: str, audience: str | None, k: int) -> Retrieved:
-        """Embed and retrieve an already validated query."""
+    async def retrieve(self, query: str, audience: str | None, k: int, *, timeout_s: float | None = None) -> Retrieved:
+        """Embed and retrieve an already validated query; ``timeout_s``: the caller's remaining deadline."""
         started = time.perf_counter()
-        vector = (await self.embedder.embed([self.searcher.dense_text(query)], "query"))[0]
+        vector = (await self.embedder.embed([self.searcher.dense_text(query)], "query", timeout_s=timeout_s))[0]
         embedded = time.perf_counter()
         retrieval = await asyncio.to_thread(self.searcher.retrieve, query, vector, audience=audience, k=k)
         return Retrieved(retrieval, embed_ms=ms(embedded - started), retrieve_ms=ms(time.perf_counter() - embedded))
 
-    async def search(self, request: SearchRequest) -> SearchResponse:
+    async def search(self, request: SearchRequest, *, timeout_s: float | None = None) -> SearchResponse:
         query, audience, k = self.validate(request)
-        found = await self.retrieve(query, audience, k)
+        found = await self.retrieve(query, audience, k, timeout_s=timeout_s)
         return SearchResponse(
             query=query,
             audience=audience,

@@ -132,6 +132,33 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     relevance_min_lexical: float = 9.0
     """See ``relevance_min_dense``."""
 
+    grpc_host: str = "127.0.0.1"
+    """Address of the gRPC API (``albert.v1.AnswerService``), served by the gateway process."""
+
+    grpc_port: int = 50051
+    """Port of the gRPC API; 0 turns it off."""
+
+    grpc_max_receive_bytes: int = 64 * 1024
+    """Largest request message (the HTTP body limit is the same)."""
+
+    grpc_max_send_bytes: int = 16 * 1024 * 1024
+    """Largest response message."""
+
+    grpc_max_concurrent_streams: int = 256
+    """Concurrent calls on one HTTP/2 connection."""
+
+    grpc_keepalive_s: float = 60.0
+    """Interval of the server's keepalive pings on idle connections."""
+
+    grpc_tls_cert: Path | None = None
+    """PEM certificate chain of the gRPC server; with ``grpc_tls_key``, the API is served over TLS."""
+
+    grpc_tls_key: Path | None = None
+    """PEM private key of the gRPC server."""
+
+    grpc_tls_client_ca: Path | None = None
+    """PEM CA bundle: when set, clients must present a certificate it signed (mutual TLS)."""
+
     @property
     def resolved_tokenizer_dir(self) -> Path:
         return self.generator_tokenizer_dir or self.models_dir / "generator-int4-cpu"

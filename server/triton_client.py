@@ -51,7 +51,10 @@ class TritonEmbedder:
             checks["triton"] = f"unreachable ({exc.__class__.__name__})"
         return checks
 
-    async def embed(self, texts: list[str], kind: str = "query") -> NDArray[np.float32]:
+    async def embed(
+        self, texts: list[str], kind: str = "query", *, timeout_s: float | None = None
+    ) -> NDArray[np.float32]:
+        """``timeout_s``: the caller's remaining deadline, when shorter than the configured one."""
         data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
         text_input = grpcclient.InferInput("text", list(data.shape), "BYTES")
         text_input.set_data_from_numpy(data)
@@ -62,7 +65,7 @@ class TritonEmbedder:
                 self.model,
                 [text_input, kind_input],
                 outputs=[grpcclient.InferRequestedOutput("embedding")],
-                client_timeout=self.timeout_s,
+                client_timeout=self.timeout_s if timeout_s is None else min(self.timeout_s, timeout_s),
             )
         except InferenceServerException as exc:
             raise _convert(exc, "embedding") from exc

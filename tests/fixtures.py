@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from server.generation import Generated, GenerationParams
 
 FICHE_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <Publication xmlns:dc="http://purl.org/dc/elements/1.1/" ID="F1759" type="Fiche d'information conditionnée"
@@ -188,10 +192,46 @@ class HashEmbedder:
     def __init__(self) -> None:
         self.error: Exception | None = None
 
-    async def embed(self, texts: list[str], kind: str = "query") -> np.ndarray:
+    async def embed(self, texts: list[str], kind: str = "query", *, timeout_s: float | None = None) -> np.ndarray:
         if self.error is not None:
             raise self.error
         return hashing_embed(texts)
+
+
+class ScriptedGenerator:
+    """Plays back text pieces; records what it was asked. ``fail``: raised before (ready) or after a piece."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        self.prompts: list[tuple[str, GenerationParams]] = []
+        self.not_ready: Exception | None = None
+        self.fail_after_first: Exception | None = None
+        self.closed_early = 0
+        self.delay_s = 0.0  # between pieces: a slow generator
+
+    async def ensure_ready(self) -> None:
+        if self.not_ready is not None:
+            raise self.not_ready
+
+    async def served_name(self) -> str:
+        return "scripted"
+
+    async def stream(
+        self, prompt: str, params: GenerationParams, *, timeout_s: float | None = None
+    ) -> AsyncGenerator[str | Generated, None]:
+        self.prompts.append((prompt, params))
+        finished = False
+        try:
+            for i, piece in enumerate(self.pieces):
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
+                yield piece
+                if i == 0 and self.fail_after_first is not None:
+                    raise self.fail_after_first
+            finished = True
+            yield Generated("stop", prompt_tokens=len(prompt.split()), completion_tokens=len(self.pieces))
+        finally:
+            self.closed_early += not finished
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -24,7 +24,7 @@ from server.answers.guard import guard_answer
 from server.answers.prompt import NO_ANSWER, PromptSource, build_prompt
 from server.answers.relevance import is_covered
 from server.answers.repetition import RepetitionGuard
-from server.errors import BackendUnavailable, ValidationFailed
+from server.errors import BackendTimeout, BackendUnavailable, ValidationFailed
 from server.generation import Generated, GenerationParams
 from server.retrieval.search import FicheHit
 from server.schemas import (
@@ -52,7 +52,9 @@ class Generator(Protocol):
 
     async def served_name(self) -> str: ...
 
-    def stream(self, prompt: str, params: GenerationParams) -> AsyncGenerator[str | Generated, None]: ...
+    def stream(
+        self, prompt: str, params: GenerationParams, *, timeout_s: float | None = None
+    ) -> AsyncGenerator[str | Generated, None]: ...
 
 
 class AnswerPreview(msgspec.Struct, kw_only=True):
@@ -96,6 +98,7 @@ class Prepared:
     started: float
     embed_ms: float
     retrieve_ms: float
+    deadline: float | None  # time.monotonic() by which the caller needs the answer
 
 
 def prompt_sources(hits: Sequence[FicheHit], n_fiches: int) -> list[PromptSource]:
@@ -143,16 +146,18 @@ class AnswerService:
             )
         return query, audience, k, GenerationParams(max_tokens=max_tokens, temperature=temperature)
 
-    async def prepare(self, request: AnswerRequest) -> Prepared:
-        """Everything that can fail with a clean HTTP error happens here, before any byte is streamed."""
+    async def prepare(self, request: AnswerRequest, *, timeout_s: float | None = None) -> Prepared:
+        """Everything that can fail with a clean HTTP error happens here, before any byte is streamed.
+        ``timeout_s``: the caller's deadline (gRPC), shared by retrieval and generation."""
         started = time.perf_counter()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
         question, audience, k, params = self.validate(request)
         if self.chat is None:
             raise BackendUnavailable(
                 f"the generator's tokenizer is missing ({self.settings.resolved_tokenizer_dir}); search still works",
                 code="generator_unavailable",
             )
-        found = await self.search.retrieve(question, audience, k)
+        found = await self.search.retrieve(question, audience, k, timeout_s=timeout_s)
         retrieval = found.retrieval
         covered = is_covered(
             retrieval, min_dense=self.settings.relevance_min_dense, min_lexical=self.settings.relevance_min_lexical
@@ -181,6 +186,7 @@ class AnswerService:
             started=started,
             embed_ms=found.embed_ms,
             retrieve_ms=found.retrieve_ms,
+            deadline=deadline,
         )
 
     def _bundle(self, prepared: Prepared, cited: Sequence[int]) -> Bundle:
@@ -237,7 +243,11 @@ class AnswerService:
         if prepared.covered:
             model = await self.generator.served_name()
             repetition = RepetitionGuard()
-            async with aclosing(self.generator.stream(prepared.prompt, prepared.params)) as stream:
+            remaining = None if prepared.deadline is None else prepared.deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise BackendTimeout("the deadline passed before generation started", code="generator_timeout")
+            generation = self.generator.stream(prepared.prompt, prepared.params, timeout_s=remaining)
+            async with aclosing(generation) as stream:
                 async for item in stream:
                     if isinstance(item, Generated):
                         done = item
@@ -296,8 +306,8 @@ class AnswerService:
             fiches=final.fiches,
         )
 
-    async def answer(self, request: AnswerRequest) -> AnswerResponse:
-        prepared = await self.prepare(request)
+    async def answer(self, request: AnswerRequest, *, timeout_s: float | None = None) -> AnswerResponse:
+        prepared = await self.prepare(request, timeout_s=timeout_s)
         async for event in self.events(prepared):
             if isinstance(event, AnswerResponse):
                 return event

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
-    ("script", "header"), [("search_overhead.py", "vs in-process"), ("answer_latency.py", "TTFT p50")]
+    ("script", "header"),
+    [("search_overhead.py", "vs in-process"), ("answer_latency.py", "TTFT p50"), ("grpc_vs_http.py", "gRPC / HTTP")],
 )
 def test_benchmark_smoke(script: str, header: str) -> None:
     result = subprocess.run(

@@ -4,7 +4,7 @@ by tests/integration/test_answers_stack.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,42 +18,11 @@ from server.answers.chat import ChatFormat
 from server.answers.prompt import NO_ANSWER
 from server.app import create_app
 from server.errors import BackendTimeout, BackendUnavailable, Overloaded
-from server.generation import Generated, GenerationParams
+from server.generation import GenerationParams
 from server.settings import Settings
-from tests.fixtures import HashEmbedder, hashing_embed, write_mini_corpus, write_word_tokenizer
+from tests.fixtures import HashEmbedder, ScriptedGenerator, hashing_embed, write_mini_corpus, write_word_tokenizer
 
 QUESTION = "Ma carte d'identité a été volée en France, que faire ?"
-
-
-class ScriptedGenerator:
-    """Plays back text pieces; records what it was asked. ``fail``: raised before (ready) or after a piece."""
-
-    def __init__(self) -> None:
-        self.pieces: list[str] = []
-        self.prompts: list[tuple[str, GenerationParams]] = []
-        self.not_ready: Exception | None = None
-        self.fail_after_first: Exception | None = None
-        self.closed_early = 0
-
-    async def ensure_ready(self) -> None:
-        if self.not_ready is not None:
-            raise self.not_ready
-
-    async def served_name(self) -> str:
-        return "scripted"
-
-    async def stream(self, prompt: str, params: GenerationParams) -> AsyncGenerator[str | Generated, None]:
-        self.prompts.append((prompt, params))
-        finished = False
-        try:
-            for i, piece in enumerate(self.pieces):
-                yield piece
-                if i == 0 and self.fail_after_first is not None:
-                    raise self.fail_after_first
-            finished = True
-            yield Generated("stop", prompt_tokens=len(prompt.split()), completion_tokens=len(self.pieces))
-        finally:
-            self.closed_early += not finished
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +39,7 @@ def _client(setup: tuple[Path, Path], **overrides: Any) -> tuple[TestClient[Any]
         "generator_tokenizer_dir": tokenizer_dir,
         "relevance_min_dense": 0.0,  # the hashing embedder's cosines mean nothing: everything is covered
         "answer_prompt_tokens": 400,
+        "grpc_port": 0,
     }
     values.update(overrides)
     generator = ScriptedGenerator()

@@ -9,22 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from numpy.typing import NDArray
 from rich.console import Console
 from schemathesis.checks import positive_data_acceptance
 
 from corpus.ingest import ingest
 from server.app import create_app
 from server.settings import Settings
-from tests.fixtures import hashing_embed, write_mini_corpus
-
-
-class _Embedder:
-    async def embed(self, texts: list[str], kind: str = "query") -> NDArray[np.float32]:
-        return hashing_embed(texts)
+from tests.fixtures import HashEmbedder, ScriptedGenerator, hashing_embed, write_mini_corpus, write_word_tokenizer
 
 
 def test_api_conforms_to_its_openapi_document(tmp_path: Path) -> None:
@@ -32,10 +25,17 @@ def test_api_conforms_to_its_openapi_document(tmp_path: Path) -> None:
     ingest(
         [corpus], tmp_path / "index", embed=hashing_embed, embedding_model="hash", dim=384, console=Console(quiet=True)
     )
-    app = create_app(Settings(), embedder=_Embedder(), index_dir=tmp_path / "index")
+    generator = ScriptedGenerator()
+    generator.pieces = ["Déclarez le vol [1]."]
+    app = create_app(
+        Settings(grpc_port=0, generator_tokenizer_dir=write_word_tokenizer(tmp_path / "tokenizer")),
+        embedder=HashEmbedder(),
+        generator=generator,
+        index_dir=tmp_path / "index",
+    )
     schema = schemathesis.openapi.from_asgi("/schema/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert {op.path for op in operations} >= {"/v1/search", "/v1/fiches/{fiche_id}", "/health/ready"}
+    assert {op.path for op in operations} >= {"/v1/search", "/v1/answers", "/v1/fiches/{fiche_id}", "/health/ready"}
     for operation in operations:
 
         @given(case=operation.as_strategy())

@@ -110,7 +110,7 @@ def test_hybrid_search_ranks_and_filters(built: tuple[Path, Path]) -> None:
 @pytest.fixture(scope="module")
 def client(built: tuple[Path, Path]) -> Any:
     embedder = HashEmbedder()
-    app = create_app(Settings(), embedder=embedder, index_dir=built[1])
+    app = create_app(Settings(grpc_port=0), embedder=embedder, index_dir=built[1])
     with TestClient(app) as test_client:
         test_client.embedder = embedder
         yield test_client

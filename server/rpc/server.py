@@ -1,0 +1,170 @@
+"""``albert.v1.AnswerService`` on grpc.aio, in the gateway process, over the same services as HTTP.
+
+- Requests are decoded here (handlers receive raw bytes): a message that does not parse is answered
+  INVALID_ARGUMENT, never INTERNAL; values are checked by the service layer, like HTTP's.
+- Errors: one table from the error tree (``ApiError.grpc_status``) to ``grpc.StatusCode``; the message
+  goes in ``details`` and the stable code in the ``error-code`` trailing metadata. Anything else is
+  INTERNAL with a generic message (the log has the details).
+- The client's deadline bounds the Triton calls (embedding and generation); when it passes, or when the
+  client cancels, the handler is cancelled and so is the generation in Triton.
+- Standard health checking (``grpc.health.v1``) and server reflection are on; TLS, or mutual TLS when a
+  client CA is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from albert_client._proto.albert.v1 import answers_pb2 as pb
+from google.protobuf.message import DecodeError, Message
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from server.answers.service import AnswerPreview, AnswerService, Delta
+from server.errors import ApiError, InvalidRequest
+from server.rpc import convert
+from server.schemas import AnswerResponse
+from server.service import SearchService
+from server.settings import Settings
+
+__all__ = ["SERVICE_NAME", "start_grpc_server"]
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AnswerService"].full_name
+log = logging.getLogger("albert.grpc")
+
+M = TypeVar("M", bound=Message)
+
+
+def _parse(message_type: type[M], data: bytes) -> M:
+    try:
+        message: M = message_type.FromString(data)
+    except (DecodeError, ValueError) as exc:  # ValueError: invalid UTF-8 in a string field
+        raise InvalidRequest(f"the {message_type.DESCRIPTOR.name} message cannot be decoded: {exc}") from exc
+    return message
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
+    if isinstance(exc, ApiError):
+        context.set_trailing_metadata((("error-code", exc.code),))
+        await context.abort(grpc.StatusCode[exc.grpc_status], exc.message)
+    log.exception("unhandled error in a gRPC call", exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error; the gateway log has the details")
+
+
+def _timeout(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else max(remaining, 0.0)
+
+
+class AnswerServicer:
+    def __init__(self, search: SearchService, answers: AnswerService) -> None:
+        self.search = search
+        self.answers = answers
+
+    async def _unary(
+        self, context: grpc.aio.ServicerContext[Any, Any], call: Callable[[], Awaitable[Message]]
+    ) -> bytes:
+        try:
+            payload: bytes = (await call()).SerializeToString()
+        except Exception as exc:
+            await _abort(context, exc)
+            raise  # abort raises; this keeps type checkers informed
+        return payload
+
+    async def answer(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        async def call() -> Message:
+            request = convert.answer_request(_parse(pb.AnswerRequest, data))
+            return convert.response_to_proto(await self.answers.answer(request, timeout_s=_timeout(context)))
+
+        return await self._unary(context, call)
+
+    async def stream_answer(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[bytes]:
+        try:
+            request = convert.answer_request(_parse(pb.AnswerRequest, data))
+            prepared = await self.answers.prepare(request, timeout_s=_timeout(context))
+            async for event in self.answers.events(prepared):
+                if isinstance(event, AnswerPreview):
+                    message = pb.AnswerEvent(sources=convert.bundle_to_proto(event))
+                elif isinstance(event, Delta):
+                    message = pb.AnswerEvent(delta=pb.TextDelta(text=event.text))
+                elif isinstance(event, AnswerResponse):
+                    message = pb.AnswerEvent(answer=convert.response_to_proto(event))
+                yield message.SerializeToString()
+        except Exception as exc:
+            await _abort(context, exc)
+
+    async def search_fiches(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        async def call() -> Message:
+            request = convert.search_request(_parse(pb.SearchRequest, data))
+            return convert.search_to_proto(await self.search.search(request, timeout_s=_timeout(context)))
+
+        return await self._unary(context, call)
+
+    async def get_fiche(self, data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+        async def call() -> Message:
+            return convert.fiche_to_proto(self.search.fiche(_parse(pb.GetFicheRequest, data).id))
+
+        return await self._unary(context, call)
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        identity = bytes  # responses are serialised by the handlers themselves
+        return grpc.method_handlers_generic_handler(
+            SERVICE_NAME,
+            {
+                "Answer": grpc.unary_unary_rpc_method_handler(self.answer, response_serializer=identity),
+                "StreamAnswer": grpc.unary_stream_rpc_method_handler(self.stream_answer, response_serializer=identity),
+                "Search": grpc.unary_unary_rpc_method_handler(self.search_fiches, response_serializer=identity),
+                "GetFiche": grpc.unary_unary_rpc_method_handler(self.get_fiche, response_serializer=identity),
+            },
+        )
+
+
+def _options(settings: Settings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", settings.grpc_max_receive_bytes),
+        ("grpc.max_send_message_length", settings.grpc_max_send_bytes),
+        ("grpc.max_concurrent_streams", settings.grpc_max_concurrent_streams),
+        ("grpc.keepalive_time_ms", int(settings.grpc_keepalive_s * 1000)),
+        ("grpc.keepalive_timeout_ms", 20_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
+
+
+def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    if settings.grpc_tls_cert is None and settings.grpc_tls_key is None:
+        if settings.grpc_tls_client_ca is not None:
+            raise ValueError("ALBERT_GRPC_TLS_CLIENT_CA needs ALBERT_GRPC_TLS_CERT and ALBERT_GRPC_TLS_KEY")
+        return None
+    if settings.grpc_tls_cert is None or settings.grpc_tls_key is None:
+        raise ValueError("TLS needs both ALBERT_GRPC_TLS_CERT and ALBERT_GRPC_TLS_KEY")
+    client_ca = settings.grpc_tls_client_ca.read_bytes() if settings.grpc_tls_client_ca is not None else None
+    return grpc.ssl_server_credentials(
+        [(settings.grpc_tls_key.read_bytes(), settings.grpc_tls_cert.read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+async def start_grpc_server(settings: Settings, search: SearchService, answers: AnswerService) -> grpc.aio.Server:
+    server = grpc.aio.server(options=_options(settings))
+    server.add_generic_rpc_handlers((AnswerServicer(search, answers).handler(),))
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+    )
+    address = f"{settings.grpc_host}:{settings.grpc_port}"
+    credentials = _credentials(settings)
+    if credentials is None:
+        server.add_insecure_port(address)
+    else:
+        server.add_secure_port(address, credentials)
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("gRPC API on %s (%s)", address, "TLS" if credentials is not None else "plaintext")
+    return server
