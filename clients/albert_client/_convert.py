@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 import httpx
@@ -182,14 +183,15 @@ def fiche(message: pb.Fiche) -> Fiche:
 
 
 def grpc_error(exc: grpc.RpcError) -> AlbertError:
-    code = exc.code() if isinstance(exc, grpc.Call) else None
+    """Errors of blocking calls (grpc.Call) and of grpc.aio (AioRpcError) have the same methods."""
+    call: Any = exc
+    code = call.code() if hasattr(call, "code") else None
     status = code.name if code is not None else "UNKNOWN"
-    details = (exc.details() if isinstance(exc, grpc.Call) else None) or str(exc)
+    details = (call.details() if hasattr(call, "details") else None) or str(exc)
     error_code = status.lower()
-    if isinstance(exc, grpc.Call):
-        for key, value in exc.trailing_metadata() or ():
-            if key == "error-code":
-                error_code = str(value)
+    for key, value in (call.trailing_metadata() if hasattr(call, "trailing_metadata") else None) or ():
+        if key == "error-code":
+            error_code = str(value)
     return BY_GRPC_STATUS.get(status, AlbertError)(details, code=error_code, status=status)
 
 

@@ -7,18 +7,21 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import grpc
 import httpx
 import msgspec
 import pytest
-from albert_client import AnswerBundle, AnswerClient, DeadlineExceeded, Delta
+from albert_client import TLS, AnswerBundle, AnswerClient, DeadlineExceeded, Delta, Unavailable
 from albert_client.types import Answer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from server.settings import Settings
 from server.tritonserver import TritonProcess
 from tests.integration.test_answers_stack import LONG, QUESTION, _metric
 from tests.servers import Gateway
+from tests.tls import make_certificates
 
 
 def _without(data: object, *keys: str) -> object:
@@ -109,3 +112,27 @@ def test_cli_asks_and_searches(gateway: Gateway) -> None:
     assert found.stdout.startswith("1. ")
     bad = albert("search", " ", "--target", gateway.grpc_target)
     assert bad.returncode == 1 and "empty_query" in bad.stderr
+
+
+def test_mutual_tls_on_the_real_gateway(settings: Settings, triton: TritonProcess, tmp_path: Path) -> None:
+    c = make_certificates(tmp_path / "certs")
+    gateway = Gateway(
+        settings,
+        triton.grpc_url,
+        tmp_path / "gateway.log",
+        ALBERT_GRPC_TLS_CERT=str(c.server_cert),
+        ALBERT_GRPC_TLS_KEY=str(c.server_key),
+        ALBERT_GRPC_TLS_CLIENT_CA=str(c.ca),
+    )
+    try:
+        gateway.wait_live()
+        tls = TLS(ca=c.ca, cert=c.client_cert, key=c.client_key)
+        with AnswerClient(gateway.grpc_target, tls=tls, timeout_s=30) as client:
+            assert client.search("carte grise déménagement", k=1).results
+        with (
+            AnswerClient(gateway.grpc_target, tls=TLS(ca=c.ca), timeout_s=10, retries=0) as anonymous,
+            pytest.raises(Unavailable),
+        ):
+            anonymous.search("carte grise déménagement", k=1)
+    finally:
+        gateway.stop()

@@ -4,6 +4,7 @@ deadlines, cancellation, health, reflection, TLS and mutual TLS. The real stack:
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,16 @@ from typing import Any
 import grpc
 import msgspec
 import pytest
-from albert_client import TLS, AnswerBundle, AnswerClient, Delta, InvalidRequest, NotFound, Unavailable
+from albert_client import (
+    TLS,
+    AnswerBundle,
+    AnswerClient,
+    AsyncAnswerClient,
+    Delta,
+    InvalidRequest,
+    NotFound,
+    Unavailable,
+)
 from albert_client._proto.albert.v1 import answers_pb2 as pb
 from albert_client.errors import AlbertError, DeadlineExceeded, Overloaded
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -282,3 +292,32 @@ def test_mutual_tls_refuses_clients_without_a_certificate(root: Path, certificat
             pytest.raises(Unavailable),
         ):
             anonymous.search("carte volée", k=1)
+
+
+def test_async_client_over_both_transports(stack: Stack) -> None:
+    async def run() -> None:
+        async with AsyncAnswerClient(stack.target, timeout_s=10) as rpc:
+            answer = await rpc.answer(QUESTION, audience="particuliers", k=1)
+            events = [event async for event in rpc.stream_answer(QUESTION, audience="particuliers", k=1)]
+            found = await rpc.search("carte d'identité volée", k=1)
+            fiche = await rpc.get_fiche("F1759")
+            with pytest.raises(InvalidRequest):
+                await rpc.search(" ")
+        assert answer.answer == "Déclarez le vol au commissariat [1]."
+        assert isinstance(events[0], AnswerBundle) and _plain(events[-1]) == _plain(answer)
+        assert found.results[0].fiche_id == fiche.id == "F1759"
+
+    asyncio.run(run())
+
+
+def test_idempotent_calls_are_retried_with_backoff() -> None:
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens there
+    with AnswerClient(closed, timeout_s=2, retries=2, backoff_s=0.2) as client:
+        started = time.monotonic()
+        with pytest.raises(Unavailable):
+            client.search("vol")
+        assert time.monotonic() - started >= 0.2 + 0.4  # two retries after 0.2 s and 0.4 s
+        started = time.monotonic()
+        with pytest.raises(Unavailable):
+            client.answer("vol")  # never retried
+        assert time.monotonic() - started < 0.2
