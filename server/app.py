@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import grpc
 import msgspec
 from litestar import Litestar, MediaType, Request, Response, get, post
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
@@ -33,13 +35,20 @@ from server.errors import (
     error_body,
 )
 from server.generation import TritonGenerator
-from server.rpc.server import start_grpc_server
+from server.rpc.server import RunningServer, start_grpc_server
 from server.schemas import AnswerRequest, AnswerResponse, HealthStatus, SearchRequest, SearchResponse
 from server.service import Embedder, SearchService
 from server.settings import Settings
 from server.triton_client import TritonEmbedder
 
 __all__ = ["create_app"]
+
+T = TypeVar("T")
+
+
+class ClientDisconnected(Exception):
+    """Nobody is left to answer; the response is never sent."""
+
 
 log = logging.getLogger("albert.gateway")
 
@@ -106,8 +115,51 @@ async def _sse(answers: AnswerService, prepared: Prepared) -> AsyncIterator[byte
         yield sse_event("error", _event_encoder.encode(error_body(exc)))
 
 
+async def _unless_disconnected(request: Request[Any, Any, Any], work: Awaitable[T]) -> T:
+    """Run ``work`` but cancel it if the client goes away first (generation then stops in Triton).
+
+    The body has been read, so the next ASGI message can only be ``http.disconnect``."""
+
+    async def disconnected() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        log.info("client left before its answer was ready; generation cancelled")
+        raise ClientDisconnected("the client closed the connection")
+    return task.result()
+
+
+@dataclass
+class _AnswersOperation(Operation):
+    """Documents the Server-Sent Events alternative of the 200 response (``stream: true``)."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse) and ok.content is not None:
+            ok.content["text/event-stream"] = OpenAPIMediaType(
+                schema=Schema(
+                    type=OpenAPIType.OBJECT,
+                    description="One event: `sources`, then `delta`*, then `answer` (or `error`); `data` is JSON.",
+                    properties={
+                        "event": Schema(type=OpenAPIType.STRING, enum=["sources", "delta", "answer", "error"]),
+                        "data": Schema(type=OpenAPIType.STRING),
+                    },
+                    required=["event", "data"],
+                )
+            )
+
+
 @post(
     "/v1/answers",
+    operation_class=_AnswersOperation,
     summary="A drafted French answer with its sources, related questions, practical links and fiches",
     description=(
         "With `stream: true` the response is `text/event-stream`: a `sources` event (the bundle without the "
@@ -122,7 +174,7 @@ async def _sse(answers: AnswerService, prepared: Prepared) -> AsyncIterator[byte
 async def answers_post(request: Request[Any, Any, Any], data: JSONBody[AnswerRequest]) -> Response[Any]:
     answers = _answers(request)
     if not data.stream:
-        return Response(await answers.answer(data))
+        return Response(await _unless_disconnected(request, answers.answer(data)))
     prepared = await answers.prepare(data)
     return Stream(
         _sse(answers, prepared),
@@ -210,6 +262,10 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     return Response(body, status_code=exc.status_code, media_type=MediaType.JSON, headers=exc.headers)
 
 
+def _client_left(_: Request[Any, Any, Any], _exc: ClientDisconnected) -> Response[Any]:
+    return Response(b"", status_code=499)  # nginx's "client closed request"; nobody reads it
+
+
 def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled error", exc_info=exc)
     return _error_response(InternalError("internal error; the gateway log has the details"))
@@ -254,7 +310,7 @@ def create_app(
             writer = generator
         app.state.embedder = active
         app.state.generator = writer
-        rpc: grpc.aio.Server | None = None
+        rpc: RunningServer | None = None
         try:
             loaded = load_index(index_dir or settings.resolved_index_dir)
             service = SearchService(settings, loaded, active)
@@ -263,12 +319,20 @@ def create_app(
             app.state.service = service
             log.info("index loaded: %s", loaded.manifest.corpus_version)
             if settings.grpc_port:
-                rpc = await start_grpc_server(settings, service, answers)
+                ready = None
+                if isinstance(active, TritonEmbedder):
+                    embedder_checks = active
+
+                    async def search_ready() -> bool:
+                        return all(v == "ok" for v in (await embedder_checks.readiness()).values())
+
+                    ready = search_ready
+                rpc = await start_grpc_server(settings, service, answers, ready)
             yield
         finally:
             app.state.service = None
             if rpc is not None:
-                await rpc.stop(grace=2.0)
+                await rpc.stop()
             for client in owned:
                 await client.close()
 
@@ -287,6 +351,7 @@ def create_app(
             ApiError: _api_error,
             ValidationException: _validation_error,
             HTTPException: _http_error,
+            ClientDisconnected: _client_left,
             Exception: _unexpected,
         },
         openapi_config=OpenAPIConfig(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -21,7 +21,7 @@ from server.answers.bundle import order_fiches, practical_links, related_questio
 from server.answers.chat import ChatFormat
 from server.answers.citations import attribute_citations, check_citations
 from server.answers.guard import guard_answer
-from server.answers.prompt import NO_ANSWER, PromptSource, build_prompt
+from server.answers.prompt import EMPTY_ANSWER, NO_ANSWER, PromptSource, build_prompt
 from server.answers.relevance import is_covered
 from server.answers.repetition import RepetitionGuard
 from server.errors import BackendTimeout, BackendUnavailable, ValidationFailed
@@ -223,7 +223,7 @@ class AnswerService:
             ],
         )
 
-    async def events(self, prepared: Prepared) -> AsyncIterator[AnswerPreview | Delta | AnswerResponse]:
+    async def events(self, prepared: Prepared) -> AsyncGenerator[AnswerPreview | Delta | AnswerResponse, None]:
         corpus_version = self.search.corpus_version
         preview = self._bundle(prepared, ())
         yield AnswerPreview(
@@ -274,7 +274,7 @@ class AnswerService:
             _encoder.encode(fiches).decode(),
             [link.url for fiche in fiches for link in fiche.links],
         )
-        answer = guarded.text.strip() if prepared.covered else NO_ANSWER
+        answer = (guarded.text.strip() or EMPTY_ANSWER) if prepared.covered else NO_ANSWER
         final = self._bundle(prepared, checked.cited)
         yield AnswerResponse(
             id=prepared.id,
@@ -308,7 +308,8 @@ class AnswerService:
 
     async def answer(self, request: AnswerRequest, *, timeout_s: float | None = None) -> AnswerResponse:
         prepared = await self.prepare(request, timeout_s=timeout_s)
-        async for event in self.events(prepared):
-            if isinstance(event, AnswerResponse):
-                return event
+        async with aclosing(self.events(prepared)) as events:
+            async for event in events:
+                if isinstance(event, AnswerResponse):
+                    return event
         raise AssertionError("the answer events always end with the answer")

@@ -7,12 +7,14 @@
   INTERNAL with a generic message (the log has the details).
 - The client's deadline bounds the Triton calls (embedding and generation); when it passes, or when the
   client cancels, the handler is cancelled and so is the generation in Triton.
-- Standard health checking (``grpc.health.v1``) and server reflection are on; TLS, or mutual TLS when a
-  client CA is configured.
+- Standard health checking (``grpc.health.v1``: SERVING while search works, following Triton's readiness;
+  NOT_SERVING during shutdown) and server reflection are on; TLS, or mutual TLS when a client CA is
+  configured.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -30,12 +32,13 @@ from server.schemas import AnswerResponse
 from server.service import SearchService
 from server.settings import Settings
 
-__all__ = ["SERVICE_NAME", "start_grpc_server"]
+__all__ = ["SERVICE_NAME", "RunningServer", "start_grpc_server"]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AnswerService"].full_name
 log = logging.getLogger("albert.grpc")
 
 M = TypeVar("M", bound=Message)
+Readiness = Callable[[], Awaitable[bool]]
 
 
 def _parse(message_type: type[M], data: bytes) -> M:
@@ -149,7 +152,40 @@ def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
-async def start_grpc_server(settings: Settings, search: SearchService, answers: AnswerService) -> grpc.aio.Server:
+class RunningServer:
+    """The started server, its health status kept in step with the search path's readiness."""
+
+    def __init__(
+        self, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, ready: Readiness | None
+    ) -> None:
+        self.server = server
+        self.health = health_servicer
+        self._watch = asyncio.ensure_future(self._follow(ready)) if ready is not None else None
+
+    async def _follow(self, ready: Readiness, interval_s: float = 5.0) -> None:
+        serving = True
+        while True:
+            await asyncio.sleep(interval_s)
+            now = await ready()
+            if now != serving:
+                serving = now
+                status = health_pb2.HealthCheckResponse.SERVING if now else health_pb2.HealthCheckResponse.NOT_SERVING
+                for name in ("", SERVICE_NAME):
+                    await self.health.set(name, status)
+                log.warning("gRPC health: %s", "SERVING" if now else "NOT_SERVING (Triton or the embedding model)")
+
+    async def stop(self, grace_s: float = 2.0) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+        await self.health.enter_graceful_shutdown()  # NOT_SERVING while in-flight calls finish
+        await self.server.stop(grace=grace_s)
+
+
+async def start_grpc_server(
+    settings: Settings, search: SearchService, answers: AnswerService, ready: Readiness | None = None
+) -> RunningServer:
+    """``ready``: the search path's readiness (Triton and the embedding model), polled every 5 s for the
+    health service; None keeps it SERVING."""
     server = grpc.aio.server(options=_options(settings))
     server.add_generic_rpc_handlers((AnswerServicer(search, answers).handler(),))
     health_servicer = health.aio.HealthServicer()
@@ -167,4 +203,4 @@ async def start_grpc_server(settings: Settings, search: SearchService, answers: 
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("gRPC API on %s (%s)", address, "TLS" if credentials is not None else "plaintext")
-    return server
+    return RunningServer(server, health_servicer, ready)

@@ -174,3 +174,14 @@ def test_off_topic_question_is_not_answered(gateway: Gateway) -> None:
     ).json()
     assert body["covered"] is False and body["sources"] == [] and body["model"] is None
     assert body["answer"].startswith("Les fiches service-public.fr disponibles ne traitent pas cette question")
+
+
+def test_client_leaving_a_non_streaming_answer_stops_generation(gateway: Gateway, triton: TritonProcess) -> None:
+    cancelled = _metric(triton, "albert_generator_requests_total", outcome="cancelled")
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up after 2 s and closes the connection
+        httpx.post(f"{gateway.url}/v1/answers", json={"question": LONG, "max_tokens": 1000}, timeout=2)
+    deadline = time.monotonic() + 30  # the prompt's prefill cannot be interrupted; the next token is
+    while _metric(triton, "albert_generator_requests_total", outcome="cancelled") == cancelled:
+        assert time.monotonic() < deadline, "the generator kept going after the client left"
+        time.sleep(0.2)
+    assert httpx.get(f"{gateway.url}/health/live", timeout=5).status_code == 200

@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import grpc
 import httpx
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from server.settings import Settings
@@ -107,6 +109,7 @@ def test_readiness_flips_and_503_when_triton_stops(settings: Settings, tmp_path:
         gateway.wait_live()
         assert httpx.get(f"{gateway.url}/health/ready", timeout=10).status_code == 200
         assert httpx.get(f"{gateway.url}/v1/search", params={"q": "RSA"}, timeout=30).status_code == 200
+        assert _grpc_health(gateway) == health_pb2.HealthCheckResponse.SERVING
         triton.stop()
         ready = httpx.get(f"{gateway.url}/health/ready", timeout=10)
         assert ready.status_code == 503
@@ -118,6 +121,7 @@ def test_readiness_flips_and_503_when_triton_stops(settings: Settings, tmp_path:
         assert "Triton" in down.json()["error"]["message"]
         # Fiches do not need Triton.
         assert httpx.get(f"{gateway.url}/v1/fiches/F1759", timeout=10).status_code == 200
+        _wait_for_grpc_health(gateway, health_pb2.HealthCheckResponse.NOT_SERVING)
         # Triton comes back on the same port: the gateway recovers without a restart.
         triton = start_triton(settings, tmp_path / "triton", ports)
         deadline = time.monotonic() + 30
@@ -125,6 +129,21 @@ def test_readiness_flips_and_503_when_triton_stops(settings: Settings, tmp_path:
             assert time.monotonic() < deadline, "gateway did not see Triton come back"
             time.sleep(0.5)
         assert httpx.get(f"{gateway.url}/v1/search", params={"q": "RSA"}, timeout=30).status_code == 200
+        _wait_for_grpc_health(gateway, health_pb2.HealthCheckResponse.SERVING)
     finally:
         gateway.stop()
         triton.stop()
+
+
+def _grpc_health(gateway: Gateway) -> int:
+    with grpc.insecure_channel(gateway.grpc_target) as channel:
+        request = health_pb2.HealthCheckRequest(service="albert.v1.AnswerService")
+        status: int = health_pb2_grpc.HealthStub(channel).Check(request, timeout=5).status
+        return status
+
+
+def _wait_for_grpc_health(gateway: Gateway, wanted: int) -> None:
+    deadline = time.monotonic() + 20  # polled every 5 s
+    while _grpc_health(gateway) != wanted:
+        assert time.monotonic() < deadline, "gRPC health did not follow the readiness of Triton"
+        time.sleep(0.5)

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from corpus.ingest import ingest
 from server.answers.chat import ChatFormat
-from server.answers.prompt import NO_ANSWER
+from server.answers.prompt import EMPTY_ANSWER, NO_ANSWER
 from server.app import create_app
 from server.errors import BackendTimeout, BackendUnavailable, Overloaded
 from server.generation import GenerationParams
@@ -169,6 +169,13 @@ def test_a_repeating_answer_is_cut_and_generation_stopped(api: tuple[TestClient[
         assert body["finish_reason"] == "repetition"
         assert body["usage"]["completion_tokens"] == len(body["answer"].split())  # the word-level test tokenizer
     assert generator.closed_early == 2  # the stream was left: in Triton, that cancels the request
+
+
+def test_an_empty_generation_says_so(api: tuple[TestClient[Any], ScriptedGenerator]) -> None:
+    client, generator = api
+    generator.pieces = ["  ", "[9]"]  # whitespace and an invalid citation: nothing left after the checks
+    body = client.post("/v1/answers", json={"question": QUESTION}).json()
+    assert body["answer"] == EMPTY_ANSWER and body["covered"] is True and body["sources"]
 
 
 def test_nothing_relevant_answers_without_generating(setup: tuple[Path, Path]) -> None:
