@@ -113,6 +113,10 @@ async def _sse(answers: AnswerService, prepared: Prepared) -> AsyncIterator[byte
     except ApiError as exc:
         log.warning("answer %s failed while streaming: %s", prepared.id, exc.message)
         yield sse_event("error", _event_encoder.encode(error_body(exc)))
+    except Exception:
+        log.exception("answer %s failed while streaming", prepared.id)
+        failure = InternalError("internal error; the gateway log has the details")
+        yield sse_event("error", _event_encoder.encode(error_body(failure)))
 
 
 async def _unless_disconnected(request: Request[Any, Any, Any], work: Awaitable[T]) -> T:
@@ -128,6 +132,9 @@ async def _unless_disconnected(request: Request[Any, Any, Any], work: Awaitable[
     watcher = asyncio.ensure_future(disconnected())
     try:
         await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # this handler is cancelled (shutdown): so is the work
+        task.cancel()
+        raise
     finally:
         watcher.cancel()
     if not task.done():
