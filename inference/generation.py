@@ -170,10 +170,6 @@ class GenerationPool:
         for thread in self._threads:
             thread.start()
 
-    @property
-    def queued(self) -> int:
-        return self._queue.qsize()
-
     def submit(self, request: GenerationRequest, reply: Reply) -> None:
         """Never blocks: a full queue answers the request at once with an error."""
         try:
