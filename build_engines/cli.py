@@ -5,6 +5,10 @@
                build the search index. Every step is skipped when already done.
 - ``render`` : render the CPU model repository only.
 - ``protos`` : generate the gRPC stubs only (into clients/albert_client/_proto).
+- ``publish``: copy a rendered model into a deployment repository as a new version with a manifest
+               (``--model NAME --repository DIR``).
+- ``deploy`` : load the newest version on a Triton in EXPLICIT model-control mode; the old version keeps
+               serving if the load fails (``--model NAME --triton HOST:PORT``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from build_engines.generator import GeneratorBuild, build_generator
 from build_engines.protos import generate_stubs
 from build_engines.repository import EmbedderConfig, GeneratorConfig, render_cpu_repository
 from build_engines.templates import TemplateError
+from build_engines.versions import deploy, publish_version
 from server.settings import Settings, SettingsError
 
 __all__ = ["main"]
@@ -105,8 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m build_engines", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["setup", "render", "protos"])
+    parser.add_argument("command", choices=["setup", "render", "protos", "publish", "deploy"])
+    parser.add_argument("--model", help="publish/deploy: the model name (e5_embedder, generator)")
+    parser.add_argument("--repository", type=Path, help="publish: the deployment repository")
+    parser.add_argument("--triton", help="deploy: Triton's gRPC endpoint host:port")
     args = parser.parse_args(argv)
+    if args.command in ("publish", "deploy") and not args.model:
+        parser.error(f"{args.command} needs --model")
+    if args.command == "publish" and args.repository is None:
+        parser.error("publish needs --repository")
+    if args.command == "deploy" and not args.triton:
+        parser.error("deploy needs --triton")
     console = Console(stderr=True)
     try:
         settings = Settings.from_env()
@@ -114,9 +128,15 @@ def main(argv: list[str] | None = None) -> int:
             setup(settings, console)
         elif args.command == "protos":
             console.print(f"gRPC stubs in {generate_stubs()}")
+        elif args.command == "publish":
+            number = publish_version(settings.repository_dir / args.model, args.repository)
+            console.print(f"published {args.model} version {number} -> {args.repository / args.model / str(number)}")
+        elif args.command == "deploy":
+            console.print(f"{args.model}: version {deploy(args.triton, args.model)} is serving")
         else:
             console.print(f"rendered {render(settings)}")
     except (SettingsError, FetchError, TemplateError, FileNotFoundError, ValueError, RuntimeError) as exc:
+        # DeployError is a RuntimeError: the message says which version still serves.
         console.print(f"[red]error:[/] {exc}")
         return 1
     return 0

@@ -1,18 +1,17 @@
 """Triton python-backend glue for the e5 embedder: tensors in, inference.e5 and inference.requests do the work."""
 
-import json
 from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
 from inference.e5 import E5Encoder
 from inference.requests import embed_items, parse_item
+from inference.triton_args import model_parameters
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = json.loads(args["model_config"])
-        params = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        params = model_parameters(args)
         threads = int(params.get("intra_op_threads") or 0) or None
         self.encoder = E5Encoder(
             Path(params["model_dir"]), model_file=params.get("model_file") or "model.onnx", intra_op_threads=threads

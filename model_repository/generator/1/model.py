@@ -13,6 +13,7 @@ import triton_python_backend_utils as pb_utils
 
 from inference.generation import GenerationPool, Limits, Reply, parse_request
 from inference.generator import LocalGenerator
+from inference.triton_args import model_parameters
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
@@ -31,7 +32,7 @@ def _response(text, reason="", prompt_tokens=0, completion_tokens=0):
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        params = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
+        params = model_parameters(args)
         self.generator = LocalGenerator(Path(params["model_dir"]))
         labels = {"model": config["name"]}
         # The families must outlive their metrics: keep them on the model.
