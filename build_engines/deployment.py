@@ -1,0 +1,178 @@
+"""The deployment settings file (TOML): what platform teams write to describe one deployment.
+
+Loaded with unknown keys rejected and every value type-checked, then checked for consistency with
+messages that name the offending key. ``Deployment.default(settings)`` is the embedded CPU default that
+set-up renders when no file is given.
+
+    profile = "cpu"                      # cpu | trtllm-engine | trtllm-llmapi
+
+    [generator]
+    checkpoint = "/models/generator-int4-cpu"   # cpu: the int4 onnxruntime-genai dir; GPU: a HF checkpoint
+    dtype = "int4"                       # cpu: int4; GPU: bf16 | fp8 | int8
+    tensor_parallel = 1
+    max_input_len = 4096
+    max_output_len = 1024
+    max_batch_size = 8                   # GPU: in-flight batch; cpu: sequences decoded at once
+    kv_cache_fraction = 0.9              # GPU: share of free memory for the paged KV cache
+    instances = 1
+    max_queue = 16
+    streaming = true
+    decoupled = true
+
+    [embedder]
+    model_dir = "/models/e5-int8"
+    kind = "cpu"                         # cpu | gpu
+    max_batch_size = 64
+    queue_delay_us = 2000
+    instances = 1
+    threads = 2
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from server.settings import Settings
+
+__all__ = ["Deployment", "DeploymentError", "EmbedderSection", "GeneratorSection", "embedding_dim", "load_deployment"]
+
+Profile = Literal["cpu", "trtllm-engine", "trtllm-llmapi"]
+GPU_DTYPES = ("bf16", "fp8", "int8")
+
+
+class DeploymentError(ValueError):
+    pass
+
+
+class GeneratorSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    checkpoint: Path
+    name: str = "generator"
+    served_model_name: str = "qwen2.5-coder-0.5b-instruct-int4-cpu"
+    dtype: Literal["int4", "bf16", "fp8", "int8"] = "int4"
+    tensor_parallel: int = 1
+    max_input_len: int = 4096
+    max_output_len: int = 1024
+    max_batch_size: int = 2
+    kv_cache_fraction: float = 0.9
+    instances: int = 1
+    max_queue: int = 16
+    streaming: bool = True
+    decoupled: bool = True
+
+
+class EmbedderSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    model_dir: Path
+    name: str = "e5_embedder"
+    kind: Literal["cpu", "gpu"] = "cpu"
+    max_batch_size: int = 64
+    queue_delay_us: int = 2000
+    instances: int = 1
+    threads: int = 2
+
+
+class Deployment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    profile: Profile
+    generator: GeneratorSection
+    embedder: EmbedderSection
+
+    @classmethod
+    def default(cls, settings: Settings) -> Deployment:
+        """The embedded CPU default, from the settings (what set-up renders)."""
+        return cls(
+            profile="cpu",
+            generator=GeneratorSection(
+                checkpoint=settings.resolved_tokenizer_dir,
+                name=settings.generator_model,
+                max_batch_size=settings.generator_workers,
+                max_queue=settings.generator_max_queue,
+                max_output_len=settings.answer_max_tokens,
+            ),
+            embedder=EmbedderSection(
+                model_dir=settings.embedding_dir, name=settings.embedding_model, threads=settings.embed_threads
+            ),
+        )
+
+    def check(self) -> Deployment:
+        """Raise ``DeploymentError`` naming the key when the settings do not fit together."""
+        g, e = self.generator, self.embedder
+        positive = {
+            "generator.tensor_parallel": g.tensor_parallel,
+            "generator.max_input_len": g.max_input_len,
+            "generator.max_output_len": g.max_output_len,
+            "generator.max_batch_size": g.max_batch_size,
+            "generator.instances": g.instances,
+            "generator.max_queue": g.max_queue,
+            "embedder.max_batch_size": e.max_batch_size,
+            "embedder.instances": e.instances,
+            "embedder.threads": e.threads,
+        }
+        for key, value in positive.items():
+            if value < 1:
+                raise DeploymentError(f"{key} must be at least 1, got {value}")
+        if e.queue_delay_us < 0:
+            raise DeploymentError(f"embedder.queue_delay_us must not be negative, got {e.queue_delay_us}")
+        if not 0.0 < g.kv_cache_fraction <= 1.0:
+            raise DeploymentError(f"generator.kv_cache_fraction must be in (0, 1], got {g.kv_cache_fraction}")
+        if g.streaming and not g.decoupled:
+            raise DeploymentError(
+                "generator.streaming needs generator.decoupled = true (Triton streams only from decoupled models)"
+            )
+        if g.name == e.name:
+            raise DeploymentError(f"generator.name and embedder.name are both {g.name!r}")
+        if self.profile == "cpu":
+            if g.dtype != "int4":
+                raise DeploymentError(
+                    f"the cpu profile serves an int4 onnxruntime-genai model; generator.dtype is {g.dtype!r}"
+                )
+            if g.tensor_parallel != 1:
+                raise DeploymentError("the cpu profile has no tensor parallelism: generator.tensor_parallel must be 1")
+            if e.kind != "cpu":
+                raise DeploymentError('the cpu profile needs embedder.kind = "cpu"')
+            if not (g.checkpoint / "genai_config.json").is_file():
+                raise DeploymentError(f"generator.checkpoint {g.checkpoint} holds no genai_config.json (run set-up)")
+        else:
+            if g.dtype not in GPU_DTYPES:
+                raise DeploymentError(
+                    f"profile {self.profile} takes generator.dtype in {', '.join(GPU_DTYPES)}, got {g.dtype!r}"
+                )
+            if not (g.checkpoint / "config.json").is_file():
+                raise DeploymentError(
+                    f"generator.checkpoint {g.checkpoint} is not a Hugging Face checkpoint (no config.json)"
+                )
+        if not (e.model_dir / "e5.json").is_file():
+            raise DeploymentError(
+                f"embedder.model_dir {e.model_dir} holds no e5.json (build the embedding model first)"
+            )
+        return self
+
+
+def load_deployment(path: Path) -> Deployment:
+    """Read, type-check and consistency-check a deployment file."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise DeploymentError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        deployment = msgspec.convert(raw, Deployment, dec_hook=_decode)
+    except msgspec.ValidationError as exc:
+        message = str(exc).replace("`$.", "`")
+        raise DeploymentError(f"{path}: {message}") from exc
+    try:
+        return deployment.check()
+    except DeploymentError as exc:
+        raise DeploymentError(f"{path}: {exc}") from exc
+
+
+def _decode(kind: type, value: object) -> object:
+    if kind is Path and isinstance(value, str):
+        return Path(value).expanduser()
+    raise NotImplementedError
+
+
+def embedding_dim(deployment: Deployment) -> int:
+    return int(json.loads((deployment.embedder.model_dir / "e5.json").read_text())["dim"])
