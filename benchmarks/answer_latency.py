@@ -25,18 +25,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
-import numpy as np
+from _common import corpus_questions
 
-from corpus.index import load_index
 from server.gateway_process import local_stack
 from server.settings import Settings
-
-
-def _questions(settings: Settings, n: int) -> list[str]:
-    index = load_index(settings.resolved_index_dir)
-    titles = sorted(f.title for f in index.fiches.values() if f.answerable and f.type.startswith("Fiche Question"))
-    rng = np.random.default_rng(11)
-    return [titles[i] for i in rng.choice(len(titles), size=n, replace=False)]
 
 
 @dataclass
@@ -145,7 +137,7 @@ def main() -> int:
     settings = Settings.from_env()
     plan = [(1, 2)] if args.smoke else [(1, args.requests), (4, args.requests * 3 // 2)]
     max_tokens = 16 if args.smoke else None
-    questions = _questions(settings, sum(n for _, n in plan) + 1)
+    questions = corpus_questions(settings, sum(n for _, n in plan) + 1, seed=11)
     summaries: dict[int, dict[str, float | int]] = {}
     samples: list[Sample] = []
     with tempfile.TemporaryDirectory() as tmp, local_stack(settings, Path(tmp)) as (_, gateway):

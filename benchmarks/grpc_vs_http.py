@@ -23,38 +23,16 @@ from pathlib import Path
 
 import grpc
 import httpx
-import numpy as np
+from _common import closed_loop, corpus_questions
 from albert_client._proto.albert.v1 import answers_pb2 as pb
 from albert_client._proto.albert.v1 import answers_pb2_grpc as pb_grpc
 
-from corpus.index import load_index
 from server.gateway_process import local_stack
 from server.settings import Settings
 
 
-def _queries(settings: Settings, n: int) -> list[str]:
-    index = load_index(settings.resolved_index_dir)
-    titles = sorted(f.title for f in index.fiches.values() if f.answerable and f.type.startswith("Fiche Question"))
-    rng = np.random.default_rng(5)
-    return [titles[i] for i in rng.choice(len(titles), size=min(n, len(titles)), replace=False)]
-
-
-async def _closed_loop(
-    call: Callable[[str], Awaitable[None]], queries: list[str], concurrency: int
-) -> dict[str, float]:
-    latencies: list[float] = []
-    pending = list(reversed(queries))
-
-    async def worker() -> None:
-        while pending:
-            query = pending.pop()
-            started = time.perf_counter()
-            await call(query)
-            latencies.append(time.perf_counter() - started)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    seconds = time.perf_counter() - started
+async def _measure(call: Callable[[str], Awaitable[None]], queries: list[str], concurrency: int) -> dict[str, float]:
+    latencies, seconds = await closed_loop(call, queries, concurrency)
     ordered = sorted(latencies)
     return {
         "requests": len(ordered),
@@ -72,7 +50,7 @@ async def bench_grpc(target: str, queries: list[str], concurrency: int) -> dict[
             await stub.Search(pb.SearchRequest(query=query, k=5), timeout=60)
 
         await call(queries[0])
-        return await _closed_loop(call, queries, concurrency)
+        return await _measure(call, queries, concurrency)
 
 
 async def bench_http(url: str, queries: list[str], concurrency: int) -> dict[str, float]:
@@ -83,7 +61,7 @@ async def bench_http(url: str, queries: list[str], concurrency: int) -> dict[str
             (await client.get("/v1/search", params={"q": query, "k": 5})).raise_for_status()
 
         await call(queries[0])
-        return await _closed_loop(call, queries, concurrency)
+        return await _measure(call, queries, concurrency)
 
 
 def main() -> int:
@@ -93,7 +71,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args()
     settings = Settings.from_env()
-    queries = _queries(settings, 32 if args.smoke else args.requests)
+    queries = corpus_questions(settings, 32 if args.smoke else args.requests, seed=5)
     rows: list[dict[str, object]] = []
     with tempfile.TemporaryDirectory() as tmp, local_stack(settings, Path(tmp)) as (_, gateway):
         for concurrency in (1, 64):

@@ -19,25 +19,16 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
 import numpy as np
 import tritonclient.grpc.aio as grpcaio
+from _common import closed_loop, corpus_questions
 
-from corpus.index import load_index
 from inference.e5 import E5Encoder
 from server.gateway_process import local_stack
 from server.settings import Settings
-
-
-def _queries(settings: Settings, n: int) -> list[str]:
-    """Real questions from the corpus: the titles of the "Fiche Question-réponse" fiches (1,700 of them)."""
-    index = load_index(settings.resolved_index_dir)
-    texts = sorted(f.title for f in index.fiches.values() if f.answerable and f.type.startswith("Fiche Question"))
-    rng = np.random.default_rng(7)
-    return [texts[i] for i in rng.choice(len(texts), size=min(n, len(texts)), replace=False)]
 
 
 class Result:
@@ -79,24 +70,6 @@ def bench_inprocess(encoder: E5Encoder, queries: list[str], concurrency: int) ->
     return Result("in-process onnxruntime", concurrency, latencies, time.perf_counter() - started)
 
 
-async def _closed_loop(
-    call: Callable[[str], Awaitable[None]], queries: list[str], concurrency: int
-) -> tuple[list[float], float]:
-    latencies: list[float] = []
-    pending = list(reversed(queries))
-
-    async def worker() -> None:
-        while pending:
-            q = pending.pop()
-            t0 = time.perf_counter()
-            await call(q)
-            latencies.append(time.perf_counter() - t0)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, time.perf_counter() - started
-
-
 async def bench_triton(url: str, queries: list[str], concurrency: int) -> Result:
     client = grpcaio.InferenceServerClient(url)
     try:
@@ -109,7 +82,7 @@ async def bench_triton(url: str, queries: list[str], concurrency: int) -> Result
             await client.infer("e5_embedder", inputs, client_timeout=60)
 
         await call(queries[0])
-        latencies, seconds = await _closed_loop(call, queries, concurrency)
+        latencies, seconds = await closed_loop(call, queries, concurrency)
     finally:
         await client.close()
     return Result("Triton gRPC (embedding)", concurrency, latencies, seconds)
@@ -124,7 +97,7 @@ async def bench_gateway(url: str, queries: list[str], concurrency: int) -> Resul
             response.raise_for_status()
 
         await call(queries[0])
-        latencies, seconds = await _closed_loop(call, queries, concurrency)
+        latencies, seconds = await closed_loop(call, queries, concurrency)
     return Result("gateway /v1/search", concurrency, latencies, seconds)
 
 
@@ -136,7 +109,7 @@ def main() -> int:
     args = parser.parse_args()
     settings = Settings.from_env()
     n = 32 if args.smoke else args.requests
-    queries = _queries(settings, n)
+    queries = corpus_questions(settings, n, seed=7)
     encoder = E5Encoder(settings.embedding_dir, intra_op_threads=settings.embed_threads)
     encoder.encode(queries[:4], "query")
     results: list[Result] = []

@@ -37,6 +37,7 @@ from typing import Literal
 
 import msgspec
 
+from build_engines.generator import GeneratorBuild
 from server.settings import Settings
 
 __all__ = ["Deployment", "DeploymentError", "EmbedderSection", "GeneratorSection", "embedding_dim", "load_deployment"]
@@ -86,7 +87,7 @@ class Deployment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froze
         return cls(
             profile="cpu",
             generator=GeneratorSection(
-                checkpoint=settings.resolved_tokenizer_dir,
+                checkpoint=GeneratorBuild(settings.cache_dir, threads=settings.generator_threads).model_dir,
                 name=settings.generator_model,
                 max_batch_size=settings.generator_workers,
                 max_queue=settings.generator_max_queue,

@@ -7,7 +7,7 @@ code only.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from build_engines.templates import parse_model_config, render
@@ -15,6 +15,13 @@ from build_engines.templates import parse_model_config, render
 __all__ = ["SOURCE_REPOSITORY", "EmbedderConfig", "GeneratorConfig", "render_cpu_repository"]
 
 SOURCE_REPOSITORY = Path(__file__).resolve().parent.parent / "model_repository"
+
+
+def _template_values(config: EmbedderConfig | GeneratorConfig) -> dict[str, object]:
+    """The template's ``${…}`` values: the dataclass fields, paths as strings (``render`` refuses a
+    missing or an unknown key, so names cannot drift apart)."""
+    values = {f.name: getattr(config, f.name) for f in fields(config)}
+    return {name: str(value) if isinstance(value, Path) else value for name, value in values.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,16 +36,7 @@ class EmbedderConfig:
     intra_op_threads: int = 2
 
     def values(self) -> dict[str, object]:
-        return {
-            "model_name": self.model_name,
-            "model_dir": str(self.model_dir),
-            "model_file": self.model_file,
-            "dim": self.dim,
-            "max_batch_size": self.max_batch_size,
-            "queue_delay_us": self.queue_delay_us,
-            "instances": self.instances,
-            "intra_op_threads": self.intra_op_threads,
-        }
+        return _template_values(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,15 +52,7 @@ class GeneratorConfig:
     def values(self) -> dict[str, object]:
         if self.workers < 1 or self.max_queue < 1:
             raise ValueError("the generator needs at least one worker and a queue of at least one request")
-        return {
-            "model_name": self.model_name,
-            "model_dir": str(self.model_dir),
-            "served_model_name": self.served_model_name,
-            "workers": self.workers,
-            "max_queue": self.max_queue,
-            "max_input_tokens": self.max_input_tokens,
-            "max_output_tokens": self.max_output_tokens,
-        }
+        return _template_values(self)
 
 
 def _render_model(source: Path, target: Path, values: dict[str, object]) -> None:

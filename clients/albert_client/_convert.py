@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -214,16 +213,24 @@ def connection_error(exc: httpx.TransportError) -> AlbertError:
     return Unavailable(f"cannot reach the server: {exc}", code="unreachable", status="unreachable")
 
 
-def sse_events(lines: Iterator[str]) -> Iterator[tuple[str, bytes]]:
-    name, data = "", []
-    for line in lines:
+class SseParser:
+    """Server-Sent Events, one line at a time (for the blocking and the asyncio HTTP streams alike)."""
+
+    def __init__(self) -> None:
+        self._name = ""
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> Event | None:
+        """The event a blank line completes, else None; an ``error`` event raises."""
         if line.startswith("event: "):
-            name = line.removeprefix("event: ")
+            self._name = line.removeprefix("event: ")
         elif line.startswith("data: "):
-            data.append(line.removeprefix("data: "))
-        elif not line and name:
-            yield name, "\n".join(data).encode()
-            name, data = "", []
+            self._data.append(line.removeprefix("data: "))
+        elif not line and self._name:
+            name, data = self._name, "\n".join(self._data).encode()
+            self._name, self._data = "", []
+            return http_event(name, data)
+        return None
 
 
 def http_event(name: str, data: bytes) -> Event:

@@ -186,8 +186,10 @@ class AnswerClient:
                     if response.status_code != 200:
                         response.read()
                         raise cv.http_error(response)
-                    for name, data in cv.sse_events(response.iter_lines()):
-                        yield cv.http_event(name, data)
+                    parser = cv.SseParser()
+                    for line in response.iter_lines():
+                        if (event := parser.feed(line)) is not None:
+                            yield event
             except httpx.TransportError as exc:
                 raise cv.connection_error(exc) from exc
             return
@@ -330,15 +332,10 @@ class AsyncAnswerClient:
                     if response.status_code != 200:
                         await response.aread()
                         raise cv.http_error(response)
-                    name, data = "", []
+                    parser = cv.SseParser()
                     async for line in response.aiter_lines():
-                        if line.startswith("event: "):
-                            name = line.removeprefix("event: ")
-                        elif line.startswith("data: "):
-                            data.append(line.removeprefix("data: "))
-                        elif not line and name:
-                            yield cv.http_event(name, "\n".join(data).encode())
-                            name, data = "", []
+                        if (event := parser.feed(line)) is not None:
+                            yield event
             except httpx.TransportError as exc:
                 raise cv.connection_error(exc) from exc
             return

@@ -11,6 +11,7 @@ import pytest
 
 from build_engines.cli import render
 from build_engines.deployment import Deployment, DeploymentError, load_deployment
+from build_engines.generator import GeneratorBuild
 from build_engines.templates import parse_model_config
 from server.settings import Settings
 
@@ -56,7 +57,7 @@ def test_a_cpu_deployment_renders_its_values(tmp_path: Path, model_dirs: tuple[P
 
 def test_the_default_deployment_is_the_embedded_cpu_profile(settings: Settings) -> None:
     default = Deployment.default(settings)
-    assert default.profile == "cpu" and default.generator.checkpoint == settings.resolved_tokenizer_dir
+    assert default.profile == "cpu" and default.generator.checkpoint == GeneratorBuild(settings.cache_dir).model_dir
     assert default.embedder.model_dir == settings.embedding_dir
 
 

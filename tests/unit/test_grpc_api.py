@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import msgspec
 import pytest
 from albert_client import (
@@ -295,19 +296,29 @@ def test_mutual_tls_refuses_clients_without_a_certificate(root: Path, certificat
 
 
 def test_async_client_over_both_transports(stack: Stack) -> None:
-    async def run() -> None:
-        async with AsyncAnswerClient(stack.target, timeout_s=10) as rpc:
-            answer = await rpc.answer(QUESTION, audience="particuliers", k=1)
-            events = [event async for event in rpc.stream_answer(QUESTION, audience="particuliers", k=1)]
-            found = await rpc.search("carte d'identité volée", k=1)
-            fiche = await rpc.get_fiche("F1759")
+    async def run(make: Callable[[], AsyncAnswerClient]) -> None:
+        async with make() as client:  # made inside the loop: grpc.aio channels belong to one
+            answer = await client.answer(QUESTION, audience="particuliers", k=1)
+            events = [event async for event in client.stream_answer(QUESTION, audience="particuliers", k=1)]
+            found = await client.search("carte d'identité volée", k=1)
+            fiche = await client.get_fiche("F1759")
             with pytest.raises(InvalidRequest):
-                await rpc.search(" ")
+                await client.search(" ")
         assert answer.answer == "Déclarez le vol au commissariat [1]."
-        assert isinstance(events[0], AnswerBundle) and _plain(events[-1]) == _plain(answer)
+        assert isinstance(events[0], AnswerBundle) and isinstance(events[1], Delta)
+        assert _plain(events[-1]) == _plain(answer)
         assert found.results[0].fiche_id == fiche.id == "F1759"
 
-    asyncio.run(run())
+    def over_http() -> AsyncAnswerClient:
+        # The in-process app (its lifespan already runs in the TestClient) behind the client's own HTTP code.
+        client = AsyncAnswerClient("http://testserver", timeout_s=10)
+        client._http = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=stack.http.app), base_url="http://testserver"
+        )
+        return client
+
+    asyncio.run(run(lambda: AsyncAnswerClient(stack.target, timeout_s=10)))
+    asyncio.run(run(over_http))
 
 
 def test_idempotent_calls_are_retried_with_backoff() -> None:

@@ -1,0 +1,43 @@
+"""Shared by the benchmark scripts (run as ``python benchmarks/<script>.py``, so importable by name)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+
+from corpus.index import load_index
+from server.settings import Settings
+
+__all__ = ["closed_loop", "corpus_questions"]
+
+
+def corpus_questions(settings: Settings, n: int, *, seed: int) -> list[str]:
+    """Real questions from the corpus: titles of the "Fiche Question-réponse" fiches (1,700 of them),
+    ``n`` of them picked with ``seed``."""
+    index = load_index(settings.resolved_index_dir)
+    titles = sorted(f.title for f in index.fiches.values() if f.answerable and f.type.startswith("Fiche Question"))
+    rng = np.random.default_rng(seed)
+    return [titles[i] for i in rng.choice(len(titles), size=min(n, len(titles)), replace=False)]
+
+
+async def closed_loop(
+    call: Callable[[str], Awaitable[None]], queries: list[str], concurrency: int
+) -> tuple[list[float], float]:
+    """``concurrency`` callers each sending the next query as soon as their previous one is answered.
+    Return the latencies and the wall time."""
+    latencies: list[float] = []
+    pending = list(reversed(queries))
+
+    async def worker() -> None:
+        while pending:
+            query = pending.pop()
+            started = time.perf_counter()
+            await call(query)
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, time.perf_counter() - started
