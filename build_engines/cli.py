@@ -3,7 +3,10 @@
 - ``setup``  : generate the gRPC stubs, fetch (sha256-verified, cached) corpus, e5 weights and generator
                weights, build the e5 ONNX model and the int4 generator, render the CPU model repository,
                build the search index. Every step is skipped when already done.
-- ``render`` : render the CPU model repository only.
+- ``render`` : render the model repository only: the embedded CPU default, or the deployment described by
+               ``--config FILE`` (any profile) into ``--out DIR``.
+- ``build``  : build the TensorRT engine of a trtllm-engine deployment (``--config FILE [--dry-run]``; on a
+               GPU host with TensorRT-LLM 1.2.x).
 - ``protos`` : generate the gRPC stubs only (into clients/albert_client/_proto).
 - ``publish``: copy a rendered model into a deployment repository as a new version with a manifest
                (``--model NAME --repository DIR``).
@@ -20,12 +23,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from build_engines.deployment import Deployment, DeploymentError, embedding_dim, load_deployment
+from build_engines.deployment import Deployment, load_deployment
 from build_engines.fetch import CORPUS, E5_WEIGHTS, FetchError, fetch
 from build_engines.generator import GeneratorBuild, build_generator
+from build_engines.profiles import plan
 from build_engines.protos import generate_stubs
-from build_engines.repository import EmbedderConfig, GeneratorConfig, render_cpu_repository
+from build_engines.repository import render_repository
 from build_engines.templates import TemplateError
+from build_engines.trtllm_build import build_engine
 from build_engines.versions import deploy, publish_version
 from server.settings import Settings, SettingsError
 
@@ -67,30 +72,7 @@ def build_e5(settings: Settings, wheel: Path, console: Console) -> Path:
 def render(settings: Settings, deployment: Deployment | None = None, out: Path | None = None) -> Path:
     """Render the repository of ``deployment`` (default: the embedded CPU profile from the settings)."""
     deployment = (deployment or Deployment.default(settings)).check()
-    if deployment.profile != "cpu":
-        raise DeploymentError(f"profile {deployment.profile} is not rendered by this version yet (issue 5)")
-    g, e = deployment.generator, deployment.embedder
-    return render_cpu_repository(
-        out or settings.repository_dir,
-        EmbedderConfig(
-            model_dir=e.model_dir,
-            model_name=e.name,
-            dim=embedding_dim(deployment),
-            max_batch_size=e.max_batch_size,
-            queue_delay_us=e.queue_delay_us,
-            instances=e.instances,
-            intra_op_threads=e.threads,
-        ),
-        GeneratorConfig(
-            model_dir=g.checkpoint,
-            model_name=g.name,
-            served_model_name=g.served_model_name,
-            workers=g.max_batch_size,
-            max_queue=g.max_queue,
-            max_input_tokens=g.max_input_len,
-            max_output_tokens=g.max_output_len,
-        ),
-    )
+    return render_repository(out or settings.repository_dir, plan(deployment))
 
 
 def setup(settings: Settings, console: Console) -> None:
@@ -117,12 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m build_engines", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["setup", "render", "protos", "publish", "deploy"])
+    parser.add_argument("command", choices=["setup", "render", "build", "protos", "publish", "deploy"])
     parser.add_argument("--model", help="publish/deploy: the model name (e5_embedder, generator)")
     parser.add_argument("--repository", type=Path, help="publish: the deployment repository")
     parser.add_argument("--triton", help="deploy: Triton's gRPC endpoint host:port")
     parser.add_argument("--config", type=Path, help="render: a deployment settings file (TOML)")
     parser.add_argument("--out", type=Path, help="render: where to write the repository (default: the cache)")
+    parser.add_argument("--dry-run", action="store_true", help="build: print the commands without running them")
     args = parser.parse_args(argv)
     if args.command in ("publish", "deploy") and not args.model:
         parser.error(f"{args.command} needs --model")
@@ -130,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("publish needs --repository")
     if args.command == "deploy" and not args.triton:
         parser.error("deploy needs --triton")
+    if args.command == "build" and args.config is None:
+        parser.error("build needs --config (a trtllm-engine deployment file)")
     console = Console(stderr=True)
     try:
         settings = Settings.from_env()
@@ -140,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "publish":
             number = publish_version(settings.repository_dir / args.model, args.repository)
             console.print(f"published {args.model} version {number} -> {args.repository / args.model / str(number)}")
+        elif args.command == "build":
+            build_engine(load_deployment(args.config), dry_run=args.dry_run, log=console.print)
         elif args.command == "deploy":
             console.print(f"{args.model}: version {deploy(args.triton, args.model)} is serving")
         else:

@@ -20,12 +20,22 @@ set-up renders when no file is given.
     decoupled = true
 
     [embedder]
-    model_dir = "/models/e5-int8"
+    model_dir = "/models/e5-int8"        # cpu: an int8 or fp32 build; gpu: an fp16 build (build_engines.e5 --fp16)
     kind = "cpu"                         # cpu | gpu
     max_batch_size = 64
     queue_delay_us = 2000
     instances = 1
-    threads = 2
+    threads = 2                          # cpu: onnxruntime threads per instance
+    accelerator = "tensorrt"             # gpu: tensorrt (fp16 engines, cached) | cuda
+
+    [trtllm]                             # GPU profiles only
+    all_models = "/opt/TensorRT-LLM/triton_backend/all_models"   # the checkout matching the container
+    examples = "/opt/TensorRT-LLM/examples"        # trtllm-engine: convert_checkpoint.py, quantization/
+    engine_dir = "/models/engines/qwen2.5-7b-fp8"  # trtllm-engine: written by `build`, served by tensorrt_llm
+    max_num_tokens = 8192                # tokens scheduled per iteration (in-flight batch + chunked prefill)
+    kv_cache_reuse = true                # reuse the KV blocks of a shared prompt prefix (the system prompt)
+    chunked_context = true               # split long prompts across iterations
+    max_queue_delay_us = 0
 """
 
 from __future__ import annotations
@@ -40,10 +50,26 @@ import msgspec
 from build_engines.generator import GeneratorBuild
 from server.settings import Settings
 
-__all__ = ["Deployment", "DeploymentError", "EmbedderSection", "GeneratorSection", "embedding_dim", "load_deployment"]
+__all__ = [
+    "TRTLLM_MODEL_FILES",
+    "Deployment",
+    "DeploymentError",
+    "EmbedderSection",
+    "GeneratorSection",
+    "TrtllmSection",
+    "embedding_dim",
+    "load_deployment",
+]
 
 Profile = Literal["cpu", "trtllm-engine", "trtllm-llmapi"]
 GPU_DTYPES = ("bf16", "fp8", "int8")
+CPU_SERVED_NAME = "qwen2.5-coder-0.5b-instruct-int4-cpu"
+# The TensorRT-LLM python models the GPU profiles take from the checkout (their configs are ours).
+TRTLLM_MODEL_FILES = {
+    "preprocessing": Path("inflight_batcher_llm/preprocessing/1/model.py"),
+    "postprocessing": Path("inflight_batcher_llm/postprocessing/1/model.py"),
+    "trtllm-llmapi": Path("llmapi/tensorrt_llm/1/model.py"),
+}
 
 
 class DeploymentError(ValueError):
@@ -53,7 +79,8 @@ class DeploymentError(ValueError):
 class GeneratorSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     checkpoint: Path
     name: str = "generator"
-    served_model_name: str = "qwen2.5-coder-0.5b-instruct-int4-cpu"
+    served_model_name: str | None = None
+    """Shown to users as the answer's model; default: the CPU build's name, or the checkpoint's directory name."""
     dtype: Literal["int4", "bf16", "fp8", "int8"] = "int4"
     tensor_parallel: int = 1
     max_input_len: int = 4096
@@ -74,12 +101,24 @@ class EmbedderSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, 
     queue_delay_us: int = 2000
     instances: int = 1
     threads: int = 2
+    accelerator: Literal["tensorrt", "cuda"] = "tensorrt"
+
+
+class TrtllmSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
+    all_models: Path
+    examples: Path | None = None
+    engine_dir: Path | None = None
+    max_num_tokens: int = 8192
+    kv_cache_reuse: bool = True
+    chunked_context: bool = True
+    max_queue_delay_us: int = 0
 
 
 class Deployment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     profile: Profile
     generator: GeneratorSection
     embedder: EmbedderSection
+    trtllm: TrtllmSection | None = None
 
     @classmethod
     def default(cls, settings: Settings) -> Deployment:
@@ -88,15 +127,18 @@ class Deployment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froze
             profile="cpu",
             generator=GeneratorSection(
                 checkpoint=GeneratorBuild(settings.cache_dir, threads=settings.generator_threads).model_dir,
-                name=settings.generator_model,
                 max_batch_size=settings.generator_workers,
                 max_queue=settings.generator_max_queue,
                 max_output_len=settings.answer_max_tokens,
             ),
-            embedder=EmbedderSection(
-                model_dir=settings.embedding_dir, name=settings.embedding_model, threads=settings.embed_threads
-            ),
+            embedder=EmbedderSection(model_dir=settings.embedding_dir, threads=settings.embed_threads),
         )
+
+    @property
+    def served_model_name(self) -> str:
+        if self.generator.served_model_name:
+            return self.generator.served_model_name
+        return CPU_SERVED_NAME if self.profile == "cpu" else self.generator.checkpoint.name
 
     def check(self) -> Deployment:
         """Raise ``DeploymentError`` naming the key when the settings do not fit together."""
@@ -136,20 +178,80 @@ class Deployment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froze
                 raise DeploymentError('the cpu profile needs embedder.kind = "cpu"')
             if not (g.checkpoint / "genai_config.json").is_file():
                 raise DeploymentError(f"generator.checkpoint {g.checkpoint} holds no genai_config.json (run set-up)")
+            if not g.decoupled:
+                raise DeploymentError("the cpu generator is a decoupled model: generator.decoupled must be true")
+            if self.trtllm is not None:
+                raise DeploymentError("[trtllm] applies to the GPU profiles only; remove it for profile cpu")
         else:
-            if g.dtype not in GPU_DTYPES:
-                raise DeploymentError(
-                    f"profile {self.profile} takes generator.dtype in {', '.join(GPU_DTYPES)}, got {g.dtype!r}"
-                )
-            if not (g.checkpoint / "config.json").is_file():
-                raise DeploymentError(
-                    f"generator.checkpoint {g.checkpoint} is not a Hugging Face checkpoint (no config.json)"
-                )
+            self._check_gpu()
         if not (e.model_dir / "e5.json").is_file():
             raise DeploymentError(
                 f"embedder.model_dir {e.model_dir} holds no e5.json (build the embedding model first)"
             )
+        dtype = json.loads((e.model_dir / "e5.json").read_text()).get("dtype")
+        if e.kind == "gpu" and dtype == "int8":
+            raise DeploymentError(
+                f"embedder.model_dir {e.model_dir} is an int8 CPU build; a GPU embedder takes an fp16 build "
+                "(python -m build_engines.e5 ... --fp16)"
+            )
+        if e.kind == "cpu" and dtype == "float16":
+            raise DeploymentError(f'embedder.model_dir {e.model_dir} is an fp16 GPU build; use it with kind = "gpu"')
         return self
+
+    def _check_gpu(self) -> None:
+        g, t = self.generator, self.trtllm
+        if g.dtype not in GPU_DTYPES:
+            raise DeploymentError(
+                f"profile {self.profile} takes generator.dtype in {', '.join(GPU_DTYPES)}, got {g.dtype!r}"
+            )
+        if not (g.checkpoint / "config.json").is_file():
+            raise DeploymentError(
+                f"generator.checkpoint {g.checkpoint} is not a Hugging Face checkpoint (no config.json)"
+            )
+        if not (g.checkpoint / "tokenizer.json").is_file():
+            raise DeploymentError(
+                f"generator.checkpoint {g.checkpoint} has no tokenizer.json (the gateway formats and counts "
+                "prompts with the checkpoint's tokenizer and chat template)"
+            )
+        if t is None:
+            raise DeploymentError(
+                f"profile {self.profile} needs a [trtllm] section (all_models = the checkout's models)"
+            )
+        if t.max_num_tokens < 1 or t.max_queue_delay_us < 0:
+            raise DeploymentError("trtllm.max_num_tokens must be at least 1 and trtllm.max_queue_delay_us not negative")
+        if not t.chunked_context and t.max_num_tokens < g.max_input_len:
+            raise DeploymentError(
+                f"trtllm.max_num_tokens ({t.max_num_tokens}) is below generator.max_input_len ({g.max_input_len}): "
+                "a long prompt could never be scheduled; raise it or set trtllm.chunked_context = true"
+            )
+        needed = [TRTLLM_MODEL_FILES[self.profile]] if self.profile == "trtllm-llmapi" else []
+        if self.profile == "trtllm-engine":
+            needed = [TRTLLM_MODEL_FILES["preprocessing"], TRTLLM_MODEL_FILES["postprocessing"]]
+            if t.engine_dir is None:
+                raise DeploymentError("profile trtllm-engine needs trtllm.engine_dir (where `build` writes the engine)")
+        for relative in needed:
+            if not (t.all_models / relative).is_file():
+                raise DeploymentError(
+                    f"trtllm.all_models {t.all_models} has no {relative}: point it at triton_backend/all_models of "
+                    "the TensorRT-LLM checkout that matches the container"
+                )
+        if self.profile == "trtllm-llmapi":
+            if g.dtype == "int8":
+                raise DeploymentError("profile trtllm-llmapi serves bf16 or a pre-quantised fp8 checkpoint, not int8")
+            if g.instances != 1:
+                raise DeploymentError("profile trtllm-llmapi runs one model instance (generator.instances = 1)")
+            if g.dtype == "fp8" and not _is_fp8_checkpoint(g.checkpoint):
+                raise DeploymentError(
+                    f"generator.dtype is fp8 but {g.checkpoint} is not an FP8 checkpoint (no hf_quant_config.json "
+                    "or quantization_config): quantise it with ModelOpt first, or use profile trtllm-engine"
+                )
+
+
+def _is_fp8_checkpoint(checkpoint: Path) -> bool:
+    if (checkpoint / "hf_quant_config.json").is_file():
+        return True
+    config = json.loads((checkpoint / "config.json").read_text())
+    return "fp8" in json.dumps(config.get("quantization_config", {})).lower()
 
 
 def load_deployment(path: Path) -> Deployment:

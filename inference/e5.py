@@ -18,7 +18,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 from tokenizers import Tokenizer
 
-__all__ = ["PREFIXES", "E5Encoder", "Kind"]
+__all__ = ["PREFIXES", "E5Encoder", "E5Tokenizer", "Kind", "bucket_width"]
 
 Kind = Literal["query", "passage"]
 PREFIXES: dict[str, str] = {"query": "query: ", "passage": "passage: "}
@@ -28,6 +28,55 @@ METADATA_FILE = "e5.json"
 TOKENIZER_FILE = "tokenizer.json"
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_BATCH_TOKENS = 32 * 512
+
+
+class E5Tokenizer:
+    """Prefix, tokenise (truncated at ``max_length``), pad: the part of encoding that does not need the model
+    (shared by the encoder and by the GPU profile's tokenizer model in Triton)."""
+
+    def __init__(self, model_dir: Path, *, max_length: int = 512) -> None:
+        metadata = _read_metadata(Path(model_dir) / METADATA_FILE)
+        if max_length < 3:
+            raise ValueError(f"max_length must leave room for <s>, one token and </s>, got {max_length}")
+        # Capped at the limit the model was built for (its position table), recorded in e5.json.
+        self.max_length = min(max_length, _int_field(metadata, "max_length") or max_length)
+        tokenizer_json = (Path(model_dir) / TOKENIZER_FILE).read_text(encoding="utf-8")
+        self._tokenizer = Tokenizer.from_str(tokenizer_json)
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(self.max_length)
+        # A second, non-truncating instance answers "how long is this text really" for the indexer.
+        self._counter = Tokenizer.from_str(tokenizer_json)
+        self._counter.no_padding()
+        self._counter.no_truncation()
+        pad_id = _int_field(metadata, "pad_token_id")
+        self.pad_id = pad_id if pad_id is not None else _pad_id(self._tokenizer)
+
+    def ids(self, texts: Sequence[str], kind: str) -> list[list[int]]:
+        prefixed = _prefixed(texts, kind)
+        return [e.ids for e in self._tokenizer.encode_batch(prefixed, add_special_tokens=True)] if prefixed else []
+
+    def count(self, texts: Sequence[str], kind: str) -> list[int]:
+        return [len(e.ids) for e in self._counter.encode_batch(_prefixed(texts, kind), add_special_tokens=True)]
+
+    def pad(self, rows: list[list[int]], width: int | None = None) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """int64 ids and attention mask [len(rows), width] (default: the longest row)."""
+        width = max(len(row) for row in rows) if width is None else width
+        input_ids = np.full((len(rows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, row in enumerate(rows):
+            input_ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        return input_ids, mask
+
+
+def bucket_width(longest: int, max_length: int, smallest: int = 16) -> int:
+    """The padded width of a request on the GPU profile: the next power of two (at least ``smallest``,
+    at most ``max_length``). Triton's dynamic batcher only joins requests of the same shape, so a few
+    widths let concurrent queries share one execution of the encoder."""
+    width = smallest
+    while width < longest:
+        width *= 2
+    return max(longest, min(width, max_length))
 
 
 class E5Encoder:
@@ -60,24 +109,10 @@ class E5Encoder:
         if batch_size < 1 or batch_tokens < 1:
             raise ValueError("batch_size and batch_tokens must be positive")
         metadata = _read_metadata(model_dir / METADATA_FILE)
-        if max_length < 3:
-            raise ValueError(f"max_length must leave room for <s>, one token and </s>, got {max_length}")
-        # Capped at the limit the model was built for (its position table), recorded in e5.json.
-        max_length = min(max_length, _int_field(metadata, "max_length") or max_length)
-        self.max_length = max_length
         self._batch_size = batch_size
-        self._batch_tokens = max(batch_tokens, max_length)
 
-        tokenizer_json = (model_dir / TOKENIZER_FILE).read_text(encoding="utf-8")
-        self._tokenizer = Tokenizer.from_str(tokenizer_json)
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length)
-        # A second, non-truncating instance answers "how long is this text really" for the indexer.
-        self._counter = Tokenizer.from_str(tokenizer_json)
-        self._counter.no_padding()
-        self._counter.no_truncation()
-        pad_id = _int_field(metadata, "pad_token_id")
-        self._pad_id = pad_id if pad_id is not None else _pad_id(self._tokenizer)
+        self.tokenizer = E5Tokenizer(model_dir, max_length=max_length)
+        self.max_length = self.tokenizer.max_length
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -93,25 +128,22 @@ class E5Encoder:
         if dim is None:
             raise ValueError(f"{model_path}: output dimension is neither static in the graph nor in e5.json")
         self.dim = dim
+        self._batch_tokens = max(batch_tokens, self.max_length)
 
     def encode(self, texts: Sequence[str], kind: Kind) -> NDArray[np.float32]:
         """float32 [len(texts), dim] unit vectors, row i for texts[i]; texts longer than max_length are
         truncated (use :meth:`count_tokens` to detect that)."""
-        prefixed = _prefixed(texts, kind)
-        out = np.empty((len(prefixed), self.dim), dtype=np.float32)
-        if not prefixed:
-            return out
-        ids = [encoding.ids for encoding in self._tokenizer.encode_batch(prefixed, add_special_tokens=True)]
+        ids = self.tokenizer.ids(texts, kind)
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
         for batch in self._micro_batches([len(row) for row in ids]):
-            input_ids, mask = self._pad([ids[i] for i in batch])
+            input_ids, mask = self.tokenizer.pad([ids[i] for i in batch])
             (vectors,) = self._session.run([self._output_name], {"input_ids": input_ids, "attention_mask": mask})
             out[batch] = vectors
         return out
 
     def count_tokens(self, texts: Sequence[str], kind: Kind) -> list[int]:
         """Tokens each text needs, prefix and special tokens included, before truncation."""
-        prefixed = _prefixed(texts, kind)
-        return [len(e.ids) for e in self._counter.encode_batch(prefixed, add_special_tokens=True)]
+        return self.tokenizer.count(texts, kind)
 
     def _micro_batches(self, lengths: list[int]) -> list[NDArray[np.intp]]:
         order = np.argsort(np.asarray(lengths), kind="stable")[::-1]
@@ -123,15 +155,6 @@ class E5Encoder:
             batches.append(order[start : start + size])
             start += size
         return batches
-
-    def _pad(self, rows: list[list[int]]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-        width = max(len(row) for row in rows)
-        input_ids = np.full((len(rows), width), self._pad_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for i, row in enumerate(rows):
-            input_ids[i, : len(row)] = row
-            mask[i, : len(row)] = 1
-        return input_ids, mask
 
 
 def _prefixed(texts: Sequence[str], kind: str) -> list[str]:

@@ -11,6 +11,7 @@ import sys
 import uvicorn
 
 from server.app import create_app
+from server.model_interface import InterfaceError, load_interface
 from server.settings import Settings, SettingsError
 from server.tritonserver import TritonPorts, TritonProcess
 
@@ -33,17 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
+        load_interface(settings.resolved_model_interface)  # says what to do when the repository is not rendered
         if args.command == "gateway":
             _run_gateway(settings)
             return 0
         ports = TritonPorts(
             settings.triton_http_port, _grpc_port(settings.triton_grpc_url), settings.triton_metrics_port
         )
-    except SettingsError as exc:
+    except (SettingsError, InterfaceError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if not (settings.repository_dir / settings.embedding_model / "config.pbtxt").exists():
-        print(f"error: no model repository at {settings.repository_dir}; run set-up first", file=sys.stderr)
         return 2
     log_path = settings.cache_dir / "logs" / "tritonserver.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,7 @@ from server.errors import (
     error_body,
 )
 from server.generation import TritonGenerator
+from server.model_interface import GeneratorInterface, load_interface
 from server.rpc.server import RunningServer, start_grpc_server
 from server.schemas import AnswerRequest, AnswerResponse, HealthStatus, SearchRequest, SearchResponse
 from server.service import Embedder, SearchService
@@ -232,7 +233,11 @@ async def ready(request: Request[Any, Any, Any]) -> Response[HealthStatus]:
     answers = state.get("answers")
     generator_checks = {"generator_tokenizer": "ok" if answers is not None and answers.chat is not None else "missing"}
     if isinstance(generator, TritonGenerator) and checks.get("triton") == "ok":
-        generator_checks["generator_model"] = "ok" if await generator.is_ready() else "not ready"
+        try:
+            await generator.ensure_ready()
+            generator_checks["generator_model"] = "ok"
+        except ApiError as exc:
+            generator_checks["generator_model"] = "not ready" if exc.code == "generator_unavailable" else exc.message
     checks.update(generator_checks)
     status = "ready" if all(v == "ok" for v in checks.values()) else "degraded" if ok else "not ready"
     return Response(
@@ -278,12 +283,31 @@ def _unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     return _error_response(InternalError("internal error; the gateway log has the details"))
 
 
-def _chat_format(settings: Settings) -> ChatFormat | None:
+def _chat_format(tokenizer_dir: Path | None) -> ChatFormat | None:
+    if tokenizer_dir is None:
+        log.warning("answers are unavailable (search works): no generator tokenizer (ALBERT_GENERATOR_TOKENIZER_DIR)")
+        return None
     try:
-        return ChatFormat(settings.resolved_tokenizer_dir)
+        return ChatFormat(tokenizer_dir)
     except (FileNotFoundError, ValueError, OSError) as exc:
         log.warning("answers are unavailable (search works): %s", exc)
         return None
+
+
+def _check_limits(settings: Settings, generator: GeneratorInterface) -> None:
+    """Warn when the answer settings exceed what the rendered generator accepts (its requests would fail)."""
+    if settings.answer_max_tokens > generator.max_output_tokens:
+        log.warning(
+            "ALBERT_ANSWER_MAX_TOKENS=%d exceeds the generator's max output length %d: longer answers will fail",
+            settings.answer_max_tokens,
+            generator.max_output_tokens,
+        )
+    if settings.answer_prompt_tokens > generator.max_input_tokens:
+        log.warning(
+            "ALBERT_ANSWER_PROMPT_TOKENS=%d exceeds the generator's max input length %d: answers will fail",
+            settings.answer_prompt_tokens,
+            generator.max_input_tokens,
+        )
 
 
 def create_app(
@@ -299,29 +323,32 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         owned: list[TritonEmbedder | TritonGenerator] = []
+        interface = None if embedder and generator else load_interface(settings.resolved_model_interface)
         active: Embedder
         if embedder is None:
-            active = TritonEmbedder(
-                settings.triton_grpc_url, settings.embedding_model, timeout_s=settings.triton_timeout_s
-            )
+            assert interface is not None
+            active = TritonEmbedder(settings.triton_grpc_url, interface.embedder, timeout_s=settings.triton_timeout_s)
             owned.append(active)
         else:
             active = embedder
         writer: Generator
         if generator is None:
+            assert interface is not None
+            _check_limits(settings, interface.generator)
             writer = TritonGenerator(
-                settings.triton_grpc_url, settings.generator_model, timeout_s=settings.generator_timeout_s
+                settings.triton_grpc_url, interface.generator, timeout_s=settings.generator_timeout_s
             )
             owned.append(writer)
         else:
             writer = generator
+        tokenizer_dir = settings.generator_tokenizer_dir or (interface.generator.tokenizer_dir if interface else None)
         app.state.embedder = active
         app.state.generator = writer
         rpc: RunningServer | None = None
         try:
             loaded = load_index(index_dir or settings.resolved_index_dir)
             service = SearchService(settings, loaded, active)
-            answers = AnswerService(settings, service, writer, _chat_format(settings))
+            answers = AnswerService(settings, service, writer, _chat_format(tokenizer_dir))
             app.state.answers = answers
             app.state.service = service
             log.info("index loaded: %s", loaded.manifest.corpus_version)

@@ -1,6 +1,7 @@
 """The gateway's client of the generator served by Triton (decoupled model, gRPC streaming).
 
-One ``ModelStreamInfer`` call per answer over the shared channel. ``stream`` yields text pieces, then one
+One ``ModelStreamInfer`` call per answer over the shared channel, with the model and tensor names of the
+rendered repository's interface file (server/model_interface.py). ``stream`` yields text pieces, then one
 ``Generated`` with the finish reason and token counts. Leaving the loop early (the advisor closed the page,
 an exception) cancels the gRPC call, and Triton cancels the request: the model stops at the next token.
 The call carries a deadline (``generator_timeout_s``); past it Triton cancels the request too, and the
@@ -13,14 +14,15 @@ import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
+import msgspec
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from server.errors import ApiError, BackendTimeout, BackendUnavailable, Overloaded
+from server.model_interface import GeneratorInterface
 
 __all__ = ["Generated", "GenerationParams", "TritonGenerator"]
 
@@ -35,31 +37,87 @@ class GenerationParams:
 
 @dataclass(frozen=True, slots=True)
 class Generated:
-    finish_reason: str
-    prompt_tokens: int
-    completion_tokens: int
+    """The end of a generation. ``None``: the model does not report it (the answer service derives it)."""
+
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
 
 
-def _tensor(name: str, array: np.ndarray[Any, Any], dtype: str) -> grpcclient.InferInput:
-    tensor = grpcclient.InferInput(name, list(array.shape), dtype)
-    tensor.set_data_from_numpy(array)
-    return tensor
+class _Request:
+    """Input tensors of one generation, named and shaped as the interface says."""
+
+    def __init__(self, interface: GeneratorInterface) -> None:
+        self.names = interface.inputs
+        self.batched = interface.batched
+        self.tensors: list[grpcclient.InferInput] = []
+
+    def add(self, name: str | None, values: Sequence[object], dtype: str) -> None:
+        if name is None:
+            return
+        numpy_type = {"BYTES": np.object_, "INT32": np.int32, "FP32": np.float32, "BOOL": bool}[dtype]
+        array = np.array(values, dtype=numpy_type)
+        if self.batched:
+            array = array.reshape(1, -1)
+        tensor = grpcclient.InferInput(name, list(array.shape), dtype)
+        tensor.set_data_from_numpy(array)
+        self.tensors.append(tensor)
 
 
-def _first(result: grpcclient.InferResult, name: str) -> object | None:
+class _Pieces:
+    """Text pieces from the responses' text: as they are (``delta``), or what each whole-text-so-far response
+    adds to the previous one (``cumulative``). A cumulative text ending in U+FFFD (a character whose bytes
+    have not all been generated yet) is held back until the character is complete."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.sent = ""
+        self.last = ""
+
+    def feed(self, text: str) -> str:
+        if self.mode == "delta":
+            return text
+        self.last = text
+        stable = text.rstrip("\ufffd")
+        if not stable.startswith(self.sent):
+            # The model re-decoded earlier text differently; what was sent stays, the rest follows from here.
+            stable = self.sent + stable[len(self.sent) :]
+        piece, self.sent = stable[len(self.sent) :], stable
+        return piece
+
+    def flush(self) -> str:
+        """At the end, the held-back characters (they stay U+FFFD: the generation ended inside them)."""
+        if self.mode == "delta" or not self.last.startswith(self.sent):
+            return ""
+        piece, self.sent = self.last[len(self.sent) :], self.last
+        return piece
+
+
+def _first(result: grpcclient.InferResult, name: str | None) -> object | None:
+    if name is None:
+        return None
     array = result.as_numpy(name)
     return None if array is None or array.size == 0 else array.reshape(-1)[0]
 
 
+def _count(value: object | None) -> int | None:
+    return None if value is None else int(value)  # type: ignore[call-overload]
+
+
 class TritonGenerator:
-    def __init__(self, url: str, model: str, *, timeout_s: float, probe_timeout_s: float = 2.0) -> None:
+    """The generator named by the model interface (any profile), called over gRPC streaming."""
+
+    def __init__(
+        self, url: str, interface: GeneratorInterface, *, timeout_s: float, probe_timeout_s: float = 2.0
+    ) -> None:
         self.url = url
-        self.model = model
+        self.interface = interface
+        self.model = interface.model
         self.timeout_s = timeout_s
         self.probe_timeout_s = probe_timeout_s
         self._client = grpcclient.InferenceServerClient(url=url)
-        self._served_name: str | None = None
         self._ready_at = 0.0
+        self._checked = False
 
     async def close(self) -> None:
         await self._client.close()
@@ -72,7 +130,8 @@ class TritonGenerator:
         return bool(ready)
 
     async def ensure_ready(self) -> None:
-        """Raise ``BackendUnavailable`` unless the model answered ready within the last second."""
+        """Raise ``BackendUnavailable`` unless the model answered ready within the last second. The first
+        time it is ready, its tensors are checked against the interface file."""
         now = time.monotonic()
         if now - self._ready_at < 1.0:
             return
@@ -81,20 +140,33 @@ class TritonGenerator:
                 f"the generator model '{self.model}' is not available in Triton; search still works",
                 code="generator_unavailable",
             )
+        if not self._checked:
+            await self._check_metadata()
         self._ready_at = now
 
+    async def _check_metadata(self) -> None:
+        try:
+            metadata = await self._client.get_model_metadata(
+                self.model, as_json=True, client_timeout=self.probe_timeout_s
+            )
+        except InferenceServerException as exc:
+            raise self._convert(exc) from exc
+        served = {t["name"] for t in metadata.get("inputs", [])}, {t["name"] for t in metadata.get("outputs", [])}
+        wanted = (
+            {n for n in msgspec.structs.astuple(self.interface.inputs) if n},
+            {n for n in msgspec.structs.astuple(self.interface.outputs) if n},
+        )
+        missing = sorted((wanted[0] - served[0]) | (wanted[1] - served[1]))
+        if missing:
+            raise BackendUnavailable(
+                f"the generator model '{self.model}' served by Triton has no tensor {', '.join(missing)} "
+                "that the model interface file names: the gateway and the repository come from different renders",
+                code="generator_mismatch",
+            )
+        self._checked = True
+
     async def served_name(self) -> str:
-        """The model name shown to users: the ``served_model_name`` parameter of the model's config."""
-        if self._served_name is None:
-            try:
-                config = await self._client.get_model_config(
-                    self.model, as_json=True, client_timeout=self.probe_timeout_s
-                )
-            except InferenceServerException as exc:
-                raise self._convert(exc) from exc
-            parameters = config.get("config", {}).get("parameters", {})
-            self._served_name = parameters.get("served_model_name", {}).get("string_value") or self.model
-        return self._served_name
+        return self.interface.served_model_name
 
     def _convert(self, exc: Exception) -> ApiError:
         if isinstance(exc, grpc.aio.AioRpcError):
@@ -119,39 +191,52 @@ class TritonGenerator:
     async def stream(
         self, prompt: str, params: GenerationParams, *, timeout_s: float | None = None
     ) -> AsyncGenerator[str | Generated, None]:
-        """``timeout_s``: the caller's remaining deadline, when shorter than ``generator_timeout_s``."""
-        inputs = [
-            _tensor("text_input", np.array([prompt.encode("utf-8")], dtype=np.object_), "BYTES"),
-            _tensor("max_tokens", np.array([params.max_tokens], dtype=np.int32), "INT32"),
-            _tensor("temperature", np.array([params.temperature], dtype=np.float32), "FP32"),
-            _tensor("top_p", np.array([params.top_p], dtype=np.float32), "FP32"),
-            _tensor("stream", np.array([True], dtype=bool), "BOOL"),
-        ]
+        """Text pieces, then one ``Generated``. ``timeout_s``: the caller's remaining deadline, when shorter
+        than ``generator_timeout_s``."""
+        names, outputs = self.interface.inputs, self.interface.outputs
+        request = _Request(self.interface)
+        request.add(names.text, [prompt.encode("utf-8")], "BYTES")
+        request.add(names.max_tokens, [params.max_tokens], "INT32")
+        request.add(names.temperature, [params.temperature], "FP32")
+        request.add(names.top_p, [params.top_p], "FP32")
+        request.add(names.stream, [self.interface.streaming], "BOOL")
+        for flag, value in self.interface.flags.items():
+            request.add(flag, [value], "BOOL")
         if params.stop_words:
-            words: Sequence[bytes] = [w.encode("utf-8") for w in params.stop_words]
-            inputs.append(_tensor("stop_words", np.array(words, dtype=np.object_), "BYTES"))
+            if names.stop_words is None:
+                raise BackendUnavailable(f"the generator model '{self.model}' takes no stop words")
+            request.add(names.stop_words, [w.encode("utf-8") for w in params.stop_words], "BYTES")
 
         async def requests() -> AsyncIterator[dict[str, object]]:
-            yield {"model_name": self.model, "inputs": inputs}
+            yield {"model_name": self.model, "inputs": request.tensors}
 
         deadline = self.timeout_s if timeout_s is None else min(self.timeout_s, timeout_s)
         responses = self._client.stream_infer(requests(), stream_timeout=deadline)
+        pieces = _Pieces(self.interface.text_mode)
         try:
             async for result, error in responses:
                 if error is not None:
                     raise self._convert(error)
-                reason = _first(result, "finish_reason")
-                text = _first(result, "text_output")
-                if isinstance(text, bytes) and text:
-                    yield text.decode("utf-8", errors="replace")
-                if isinstance(reason, bytes) and reason:
+                text = _first(result, outputs.text)
+                if isinstance(text, bytes) and (piece := pieces.feed(text.decode("utf-8", errors="replace"))):
+                    yield piece
+                reason = _first(result, outputs.finish_reason)
+                # The LLM-API model sends "None" until the last response.
+                if isinstance(reason, bytes) and reason not in (b"", b"None"):
+                    if rest := pieces.flush():
+                        yield rest
                     yield Generated(
                         finish_reason=reason.decode(),
-                        prompt_tokens=int(_first(result, "prompt_tokens") or 0),  # type: ignore[call-overload]
-                        completion_tokens=int(_first(result, "completion_tokens") or 0),  # type: ignore[call-overload]
+                        prompt_tokens=_count(_first(result, outputs.prompt_tokens)),
+                        completion_tokens=_count(_first(result, outputs.completion_tokens)),
                     )
                     return
-            raise BackendUnavailable("the generator closed the stream without a final response")
+            if outputs.finish_reason is not None:
+                raise BackendUnavailable("the generator closed the stream without a final response")
+            # Models without a finish reason: Triton ends the call after the request's last response.
+            if rest := pieces.flush():
+                yield rest
+            yield Generated(finish_reason=None, prompt_tokens=None, completion_tokens=None)
         except (grpc.aio.AioRpcError, InferenceServerException) as exc:
             raise self._convert(exc) from exc
         finally:

@@ -57,8 +57,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     triton_timeout_s: float = 10.0
     """Deadline of one inference call to Triton; past it the request fails with 503 instead of hanging."""
 
-    embedding_model: str = "e5_embedder"
-    """Name of the embedding model in the Triton repository."""
+    model_interface: Path | None = None
+    """The rendered repository's albert_interface.json: which Triton models and tensors the gateway calls
+    (written by ``python -m build_engines render``); defaults to the one in the cache's repository."""
 
     max_query_chars: int = 2000
     """Longest accepted question, in characters."""
@@ -93,9 +94,6 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     generator_threads: int = 2
     """onnxruntime intra-op threads of the CPU generator (written into its genai_config.json at build)."""
 
-    generator_model: str = "generator"
-    """Name of the generator model in the Triton repository."""
-
     generator_workers: int = 2
     """Sequences the CPU generator decodes at the same time (each with ``generator_threads`` threads).
     2 on two cores: time to first token at concurrency 4 is about 30 % lower than with 1 (benchmarks/)."""
@@ -107,7 +105,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Longest time an answer may take (queue + prompt + generation); past it: 504, and generation stops."""
 
     generator_tokenizer_dir: Path | None = None
-    """Tokenizer and chat template of the served generator; defaults to the CPU build in the cache."""
+    """Tokenizer and chat template of the served generator; defaults to the checkpoint named in the
+    model interface file."""
 
     answer_prompt_tokens: int = 768
     """Token budget of the generator's prompt (instructions + excerpts + question); the prompt's
@@ -160,8 +159,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """PEM CA bundle: when set, clients must present a certificate it signed (mutual TLS)."""
 
     @property
-    def resolved_tokenizer_dir(self) -> Path:
-        return self.generator_tokenizer_dir or self.models_dir / "generator-int4-cpu"
+    def resolved_model_interface(self) -> Path:
+        return self.model_interface or self.repository_dir / "albert_interface.json"
 
     @property
     def resolved_index_dir(self) -> Path:

@@ -10,6 +10,7 @@ from numpy.typing import NDArray
 from tritonclient.utils import InferenceServerException
 
 from server.errors import ApiError, BackendTimeout, BackendUnavailable
+from server.model_interface import EmbedderInterface
 
 __all__ = ["TritonEmbedder"]
 
@@ -27,9 +28,10 @@ def _convert(exc: InferenceServerException, what: str) -> ApiError:
 class TritonEmbedder:
     """Query embeddings from the e5 model served by Triton."""
 
-    def __init__(self, url: str, model: str, *, timeout_s: float) -> None:
+    def __init__(self, url: str, interface: EmbedderInterface, *, timeout_s: float) -> None:
         self.url = url
-        self.model = model
+        self.interface = interface
+        self.model = interface.model
         self.timeout_s = timeout_s
         self._client = grpcclient.InferenceServerClient(url=url)
 
@@ -55,21 +57,22 @@ class TritonEmbedder:
         self, texts: list[str], kind: str = "query", *, timeout_s: float | None = None
     ) -> NDArray[np.float32]:
         """``timeout_s``: the caller's remaining deadline, when shorter than the configured one."""
+        names = self.interface
         data = np.array([[t.encode("utf-8")] for t in texts], dtype=np.object_)
-        text_input = grpcclient.InferInput("text", list(data.shape), "BYTES")
+        text_input = grpcclient.InferInput(names.text_input, list(data.shape), "BYTES")
         text_input.set_data_from_numpy(data)
-        kind_input = grpcclient.InferInput("kind", list(data.shape), "BYTES")
+        kind_input = grpcclient.InferInput(names.kind_input, list(data.shape), "BYTES")
         kind_input.set_data_from_numpy(np.full(data.shape, kind.encode(), dtype=np.object_))
         try:
             result = await self._client.infer(
                 self.model,
                 [text_input, kind_input],
-                outputs=[grpcclient.InferRequestedOutput("embedding")],
+                outputs=[grpcclient.InferRequestedOutput(names.output)],
                 client_timeout=self.timeout_s if timeout_s is None else min(self.timeout_s, timeout_s),
             )
         except InferenceServerException as exc:
             raise _convert(exc, "embedding") from exc
-        vectors = result.as_numpy("embedding")
+        vectors = result.as_numpy(names.output)
         if vectors is None or vectors.shape[0] != len(texts):
             raise BackendUnavailable("embedding: Triton returned no embedding output")
         out: NDArray[np.float32] = vectors.astype(np.float32, copy=False)

@@ -208,6 +208,7 @@ class ScriptedGenerator:
         self.fail_after_first: Exception | None = None
         self.closed_early = 0
         self.delay_s = 0.0  # between pieces: a slow generator
+        self.reports_usage = True  # False: like TensorRT-LLM's ensemble, no finish reason and no token counts
 
     async def ensure_ready(self) -> None:
         if self.not_ready is not None:
@@ -229,7 +230,10 @@ class ScriptedGenerator:
                 if i == 0 and self.fail_after_first is not None:
                     raise self.fail_after_first
             finished = True
-            yield Generated("stop", prompt_tokens=len(prompt.split()), completion_tokens=len(self.pieces))
+            if self.reports_usage:
+                yield Generated("stop", prompt_tokens=len(prompt.split()), completion_tokens=len(self.pieces))
+            else:
+                yield Generated(None, None, None)
         finally:
             self.closed_early += not finished
 

@@ -13,7 +13,7 @@ __all__ = ["Gateway", "start_triton"]
 
 def start_triton(settings: Settings, work: Path, ports: TritonPorts | None = None) -> TritonProcess:
     repository = settings.repository_dir
-    if not (repository / settings.embedding_model / "config.pbtxt").exists():
+    if not settings.resolved_model_interface.exists():
         raise RuntimeError(f"no rendered model repository at {repository}: run scripts/test (it runs set-up)")
     # The context-manager entry starts it, waits for readiness and stops it again if that fails.
     return TritonProcess(repository, work, ports or TritonPorts.free(), log=work / "tritonserver.log").__enter__()

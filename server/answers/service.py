@@ -154,7 +154,8 @@ class AnswerService:
         question, audience, k, params = self.validate(request)
         if self.chat is None:
             raise BackendUnavailable(
-                f"the generator's tokenizer is missing ({self.settings.resolved_tokenizer_dir}); search still works",
+                "the generator's tokenizer could not be loaded at start-up (the gateway log says why); "
+                "search still works",
                 code="generator_unavailable",
             )
         found = await self.search.retrieve(question, audience, k, timeout_s=timeout_s)
@@ -223,6 +224,16 @@ class AnswerService:
             ],
         )
 
+    def _complete(self, done: Generated, prepared: Prepared, text: str) -> tuple[str, Usage]:
+        """The finish reason and usage, filling in what the model did not report (TensorRT-LLM's models
+        return no token counts, the ensemble no finish reason) with the gateway's tokenizer — the checkpoint's."""
+        chat = self.chat
+        assert chat is not None
+        completion = chat.count(text) if done.completion_tokens is None else done.completion_tokens
+        prompt = chat.count(prepared.prompt) if done.prompt_tokens is None else done.prompt_tokens
+        reason = done.finish_reason or ("length" if completion >= prepared.params.max_tokens else "stop")
+        return reason, Usage(prompt_tokens=prompt, completion_tokens=completion)
+
     async def events(self, prepared: Prepared) -> AsyncGenerator[AnswerPreview | Delta | AnswerResponse, None]:
         corpus_version = self.search.corpus_version
         preview = self._bundle(prepared, ())
@@ -238,10 +249,11 @@ class AnswerService:
             corpus_version=corpus_version,
         )
         text, first_token, model = "", None, None
-        done = Generated(finish_reason="no_answer", prompt_tokens=0, completion_tokens=0)
+        reason, usage = "no_answer", Usage(prompt_tokens=0, completion_tokens=0)
         generate_started = time.perf_counter()
         if prepared.covered:
             model = await self.generator.served_name()
+            done = Generated(None, None, None)
             repetition = RepetitionGuard()
             remaining = None if prepared.deadline is None else prepared.deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
@@ -259,10 +271,9 @@ class AnswerService:
                     if (cut := repetition.feed(text)) is not None:
                         # Leaving the stream cancels the generation in Triton; usage is counted here.
                         text = text[:cut]
-                        chat = self.chat
-                        assert chat is not None
-                        done = Generated("repetition", chat.count(prepared.prompt), chat.count(text))
+                        done = Generated("repetition", None, None)
                         break
+            reason, usage = self._complete(done, prepared, text)
         generate_ms = ms(time.perf_counter() - generate_started) if prepared.covered else 0.0
         checked = check_citations(text.strip(), len(prepared.sources))
         attributed, added = attribute_citations(checked.text, [s.text for s in prepared.sources])
@@ -282,10 +293,10 @@ class AnswerService:
             audience=prepared.audience,
             covered=prepared.covered,
             answer=answer,
-            finish_reason=done.finish_reason,
+            finish_reason=reason,
             corpus_version=corpus_version,
             model=model,
-            usage=Usage(prompt_tokens=done.prompt_tokens, completion_tokens=done.completion_tokens),
+            usage=usage,
             timings_ms=AnswerTimings(
                 embed=prepared.embed_ms,
                 retrieve=prepared.retrieve_ms,

@@ -151,19 +151,40 @@ def test_generator_timeout_is_504_and_stops_generation(
         gateway.stop()
 
 
-def test_generator_missing_is_503_while_search_works(settings: Settings, triton: TritonProcess, tmp_path: Path) -> None:
-    gateway = Gateway(settings, triton.grpc_url, tmp_path / "gateway.log", ALBERT_GENERATOR_MODEL="no_such_generator")
+def _interface_with(settings: Settings, tmp_path: Path, **generator: object) -> Path:
+    """A copy of the rendered interface file with some generator fields changed."""
+    raw = json.loads(settings.resolved_model_interface.read_text())
+    raw["generator"].update(generator)
+    path = tmp_path / "albert_interface.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "named"),
+    [
+        ({"model": "no_such_generator"}, "generator_unavailable", "no_such_generator"),
+        # An interface from another render than the repository Triton serves.
+        ({"inputs": {"text": "prompt", "max_tokens": "max_tokens"}}, "generator_mismatch", "prompt"),
+    ],
+)
+def test_generator_missing_is_503_while_search_works(
+    settings: Settings, triton: TritonProcess, tmp_path: Path, change: dict[str, object], code: str, named: str
+) -> None:
+    interface = _interface_with(settings, tmp_path, **change)
+    gateway = Gateway(settings, triton.grpc_url, tmp_path / "gateway.log", ALBERT_MODEL_INTERFACE=str(interface))
     try:
         gateway.wait_live()
         response = httpx.post(f"{gateway.url}/v1/answers", json={"question": QUESTION}, timeout=30)
         assert response.status_code == 503
-        assert response.json()["error"]["code"] == "generator_unavailable"
-        assert "no_such_generator" in response.json()["error"]["message"]
+        assert response.json()["error"]["code"] == code
+        assert named in response.json()["error"]["message"]
         assert httpx.get(f"{gateway.url}/v1/search", params={"q": QUESTION}, timeout=30).status_code == 200
         ready = httpx.get(f"{gateway.url}/health/ready", timeout=10)
         assert ready.status_code == 200
         assert ready.json()["status"] == "degraded"
-        assert ready.json()["checks"]["generator_model"] == "not ready"
+        check = ready.json()["checks"]["generator_model"]
+        assert check == "not ready" if code == "generator_unavailable" else named in check
     finally:
         gateway.stop()
 

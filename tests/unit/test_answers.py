@@ -64,6 +64,22 @@ def _events(body: str) -> list[tuple[str, Any]]:
     return events
 
 
+@pytest.mark.parametrize(("max_tokens", "reason"), [(200, "stop"), (6, "length")])
+def test_usage_and_finish_reason_the_model_does_not_report(
+    api: tuple[TestClient[Any], ScriptedGenerator], max_tokens: int, reason: str
+) -> None:
+    """TensorRT-LLM's models return neither token counts nor (the ensemble) a finish reason: the gateway
+    counts with the checkpoint's tokenizer and says "length" when the answer used all its tokens."""
+    client, generator = api
+    generator.reports_usage = False
+    generator.pieces = ["Déclarez le vol ", "au commissariat [1]."]
+    body = client.post("/v1/answers", json={"question": QUESTION, "k": 1, "max_tokens": max_tokens}).json()
+    assert body["finish_reason"] == reason
+    prompt = generator.prompts[-1][0]
+    # The word tokenizer of the fixtures: one token per whitespace-separated word (6 in the answer).
+    assert body["usage"] == {"prompt_tokens": len(prompt.split()), "completion_tokens": 6}
+
+
 def test_answer_bundle_checks_citations_and_guards_contacts(api: tuple[TestClient[Any], ScriptedGenerator]) -> None:
     client, generator = api
     generator.pieces = [

@@ -95,9 +95,9 @@ def test_checkpoints_and_profiles(tmp_path: Path, model_dirs: tuple[Path, Path, 
         load_deployment(_write(tmp_path, gpu.replace('"bf16"', '"int4"')))
     with pytest.raises(DeploymentError, match="not a Hugging Face checkpoint"):
         load_deployment(_write(tmp_path, gpu.replace(str(hf), str(genai))))
-    deployment = load_deployment(_write(tmp_path, gpu))
-    with pytest.raises(DeploymentError, match="not rendered by this version yet"):
-        render(Settings(cache_dir=tmp_path / "cache"), deployment, tmp_path / "repo")
+    (hf / "tokenizer.json").write_text("{}")
+    with pytest.raises(DeploymentError, match=r"needs a \[trtllm\] section"):
+        load_deployment(_write(tmp_path, gpu))
 
 
 def test_the_cli_reports_bad_files(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from hypothesis import given, settings
@@ -28,7 +29,7 @@ from build_engines.e5.onnx_graph import build_onnx_model
 from build_engines.e5.reference import reference_embed
 from build_engines.e5.tokenizer import UnigramVocab, build_tokenizer
 from build_engines.e5.weights import E5Config, E5Weights, expected_shapes, layer_tensor_names
-from inference.e5 import E5Encoder
+from inference.e5 import E5Encoder, E5Tokenizer, bucket_width
 from server.settings import Settings
 
 # ---------------------------------------------------------------------------------------------- fixtures
@@ -351,6 +352,43 @@ def test_cli_int8_build(tmp_path: Path, built_dir: Path) -> None:
     assert meta["int8"]["check_vs_fp32"]["n_texts"] >= 50
     vectors = E5Encoder(out).encode(["carte d'identité"], "query")
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+
+
+def test_cli_fp16_build_for_gpu_hosts(tmp_path: Path, built_dir: Path) -> None:
+    """The GPU profile's encoder: float16 weights and compute, same inputs and float32 output, vectors that
+    match the float32 model's (checked at build, recorded in e5.json)."""
+    out = tmp_path / "fp16"
+    args = ["--from-hf", str(built_dir.parent / "hf"), "--out", str(out), "--max-length", "64", "--fp16",
+            "--skip-ranking-check"]  # fmt: skip
+    assert cli_main(args) == 0
+    meta = json.loads((out / "e5.json").read_text())
+    assert meta["dtype"] == "float16" and meta["int8"] is None
+    assert meta["fp16"]["check_vs_fp32"]["min_cosine"] > 0.999
+    model = onnx.load(str(out / "model.onnx"))
+    assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in model.graph.initializer)
+    assert [i.type.tensor_type.elem_type for i in model.graph.input] == [onnx.TensorProto.INT64] * 2
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    texts = ["carte d'identité volée", "permis de conduire"]
+    np.testing.assert_allclose(
+        E5Encoder(out).encode(texts, "query"), E5Encoder(built_dir).encode(texts, "query"), atol=3e-3
+    )
+    with pytest.raises(SystemExit):  # one precision or the other
+        cli_main([*args, "--int8"])
+
+
+def test_bucketed_padding_keeps_the_vectors(built_dir: Path) -> None:
+    """The GPU tokenizer model pads each request to a bucket width so requests batch together on the GPU;
+    the mask hides the padding."""
+    assert [bucket_width(n, 512) for n in (1, 16, 17, 100, 300, 512)] == [16, 16, 32, 128, 512, 512]
+    assert bucket_width(40, 48) == 48
+    encoder = E5Encoder(built_dir)
+    tokenizer = E5Tokenizer(built_dir, max_length=64)
+    rows = tokenizer.ids(["carte d'identité volée", "permis"], "query")
+    ids, mask = tokenizer.pad(rows, bucket_width(max(map(len, rows)), tokenizer.max_length))
+    assert ids.shape[1] == 16 and mask.sum(axis=1).tolist() == [len(r) for r in rows]
+    session = ort.InferenceSession(str(built_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    (bucketed,) = session.run(None, {"input_ids": ids, "attention_mask": mask})
+    np.testing.assert_allclose(bucketed, encoder.encode(["carte d'identité volée", "permis"], "query"), atol=1e-5)
 
 
 def test_failed_rebuild_keeps_the_previous_model(tmp_path: Path, built_dir: Path) -> None:

@@ -1,0 +1,298 @@
+"""Every profile's rendered repository: golden files, Triton's ModelConfig parse, the interface the gateway
+reads, and the consistency checks (interface vs configs, ensembles, the TensorRT-LLM checkout's configs).
+
+The golden files are under tests/golden/<case>/ with the temporary root written as <ROOT>; after an
+intended change, regenerate them with ALBERT_UPDATE_GOLDEN=1 and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import msgspec
+import pytest
+import yaml
+
+from build_engines.deployment import Deployment, DeploymentError, load_deployment
+from build_engines.profiles import plan
+from build_engines.repository import SOURCE_REPOSITORY, RepositoryError, render_repository
+from build_engines.templates import parse_model_config
+from server.model_interface import INTERFACE_FILE, load_interface
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+TEXT_FILES = ("config.pbtxt", "model.yaml", INTERFACE_FILE)
+
+
+def _fake_checkout(root: Path) -> Path:
+    """A stand-in for TensorRT-LLM's triton_backend/all_models: model.py files, and config templates with
+    ``${…}`` placeholders declaring our tensors plus an optional one of theirs we do not use."""
+    all_models = root / "all_models"
+    pairs = {
+        "inflight_batcher_llm/preprocessing": "trtllm_engine/preprocessing",
+        "inflight_batcher_llm/postprocessing": "trtllm_engine/postprocessing",
+        "inflight_batcher_llm/tensorrt_llm": "trtllm_engine/tensorrt_llm",
+        "inflight_batcher_llm/ensemble": "trtllm_engine/ensemble",
+        "llmapi/tensorrt_llm": "trtllm_llmapi/tensorrt_llm",
+    }
+    for upstream, ours in pairs.items():
+        directory = all_models / upstream
+        (directory / "1").mkdir(parents=True)
+        (directory / "1" / "model.py").write_text(f"# stand-in for TensorRT-LLM's {upstream} model\n")
+        text = (SOURCE_REPOSITORY / ours / "config.pbtxt.in").read_text()
+        extra = '  { name: "their_extra", data_type: ${logits_datatype}, dims: [ 1 ], optional: true },\n'
+        (directory / "config.pbtxt").write_text(text.replace("input [\n", "input [\n" + extra, 1))
+    return all_models
+
+
+def make_dirs(tmp_path: Path) -> dict[str, Path]:
+    """Stand-ins for what a deployment points at: checkpoints, e5 builds, an engine, a TensorRT-LLM checkout."""
+    out = {name: tmp_path / name for name in ("genai", "hf", "hf_fp8", "e5_int8", "e5_fp16", "engine")}
+    for directory in out.values():
+        directory.mkdir()
+    (out["genai"] / "genai_config.json").write_text("{}")
+    for hf in (out["hf"], out["hf_fp8"]):
+        (hf / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+        (hf / "tokenizer.json").write_text("{}")
+    (out["hf_fp8"] / "hf_quant_config.json").write_text(json.dumps({"quantization": {"quant_algo": "FP8"}}))
+    for e5, dtype in ((out["e5_int8"], "int8"), (out["e5_fp16"], "float16")):
+        (e5 / "e5.json").write_text(json.dumps({"dim": 384, "max_length": 512, "dtype": dtype}))
+        (e5 / "model.onnx").write_bytes(b"onnx")
+    for name in ("config.json", "rank0.engine", "rank1.engine"):
+        (out["engine"] / name).write_text("{}")
+    out["all_models"] = _fake_checkout(tmp_path)
+    return out
+
+
+@pytest.fixture
+def dirs(tmp_path: Path) -> dict[str, Path]:
+    return make_dirs(tmp_path)
+
+
+CASES = {
+    "cpu": """
+        profile = "cpu"
+        [generator]
+        checkpoint = "<ROOT>/genai"
+        max_batch_size = 2
+        max_output_len = 1024
+        [embedder]
+        model_dir = "<ROOT>/e5_int8"
+    """,
+    "cpu-renamed-no-streaming": """
+        profile = "cpu"
+        [generator]
+        checkpoint = "<ROOT>/genai"
+        name = "writer"
+        served_model_name = "albert-cpu"
+        streaming = false
+        max_batch_size = 1
+        max_queue = 4
+        [embedder]
+        model_dir = "<ROOT>/e5_int8"
+        name = "encoder"
+        max_batch_size = 16
+        queue_delay_us = 500
+        threads = 4
+    """,
+    "trtllm-engine-fp8-tp2": """
+        profile = "trtllm-engine"
+        [generator]
+        checkpoint = "<ROOT>/hf"
+        served_model_name = "albert-8b-fp8"
+        dtype = "fp8"
+        tensor_parallel = 2
+        max_input_len = 4096
+        max_output_len = 1024
+        max_batch_size = 64
+        kv_cache_fraction = 0.85
+        instances = 2
+        max_queue = 256
+        [embedder]
+        model_dir = "<ROOT>/e5_fp16"
+        kind = "gpu"
+        max_batch_size = 256
+        queue_delay_us = 1000
+        [trtllm]
+        all_models = "<ROOT>/all_models"
+        engine_dir = "<ROOT>/engine"
+        max_num_tokens = 8192
+    """,
+    "trtllm-llmapi-bf16": """
+        profile = "trtllm-llmapi"
+        [generator]
+        checkpoint = "<ROOT>/hf"
+        dtype = "bf16"
+        max_batch_size = 32
+        [embedder]
+        model_dir = "<ROOT>/e5_fp16"
+        kind = "gpu"
+        accelerator = "cuda"
+        [trtllm]
+        all_models = "<ROOT>/all_models"
+        kv_cache_reuse = false
+        chunked_context = false
+    """,
+}
+
+
+def load_case(tmp_path: Path, text: str) -> Deployment:
+    path = tmp_path / "deploy.toml"
+    path.write_text("\n".join(line.strip() for line in text.replace("<ROOT>", str(tmp_path)).splitlines()))
+    return load_deployment(path)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_rendered_repository_matches_golden(tmp_path: Path, dirs: dict[str, Path], case: str) -> None:
+    out = render_repository(tmp_path / "repo", plan(load_case(tmp_path, CASES[case])))
+    rendered = {
+        str(p.relative_to(out)): p.read_text().replace(str(tmp_path), "<ROOT>")
+        for p in sorted(out.rglob("*"))
+        if p.name in TEXT_FILES
+    }
+    for relative, text in rendered.items():
+        if relative.endswith("config.pbtxt"):
+            parse_model_config(text)  # also done by the render; here on the golden text itself
+        if relative.endswith(".yaml"):
+            yaml.safe_load(text)
+    golden = GOLDEN / case
+    if os.environ.get("ALBERT_UPDATE_GOLDEN"):
+        shutil.rmtree(golden, ignore_errors=True)
+        for relative, text in rendered.items():
+            (golden / relative).parent.mkdir(parents=True, exist_ok=True)
+            (golden / relative).write_text(text)
+    expected = {str(p.relative_to(golden)): p.read_text() for p in sorted(golden.rglob("*")) if p.is_file()}
+    assert sorted(rendered) == sorted(expected)
+    for relative, text in rendered.items():
+        assert text == expected[relative], f"{case}/{relative} differs from its golden file"
+
+
+def test_gpu_profiles_copy_the_checkout_models_and_the_fp16_encoder(tmp_path: Path, dirs: dict[str, Path]) -> None:
+    out = render_repository(tmp_path / "repo", plan(load_case(tmp_path, CASES["trtllm-engine-fp8-tp2"])))
+    for model in ("preprocessing", "postprocessing"):
+        assert "stand-in" in (out / model / "1" / "model.py").read_text()
+    assert (out / "e5_embedder_onnx" / "1" / "model.onnx").read_bytes() == b"onnx"
+    assert not (out / "tensorrt_llm" / "1").exists()  # the C++ backend needs no model file
+    interface = load_interface(out / INTERFACE_FILE)
+    assert interface.profile == "trtllm-engine"
+    assert interface.generator.model == "generator" and interface.generator.batched
+    assert interface.generator.outputs.finish_reason is None and interface.generator.text_mode == "delta"
+    engine = parse_model_config((out / "tensorrt_llm" / "config.pbtxt").read_text())
+    assert engine.backend == "tensorrtllm" and engine.model_transaction_policy.decoupled
+    assert engine.parameters["gpt_model_type"].string_value == "inflight_fused_batching"
+    assert engine.parameters["enable_kv_cache_reuse"].string_value == "true"
+    assert engine.parameters["enable_chunked_context"].string_value == "true"
+    assert engine.dynamic_batching.default_queue_policy.max_queue_size == 256
+
+    llmapi = render_repository(tmp_path / "repo2", plan(load_case(tmp_path, CASES["trtllm-llmapi-bf16"])))
+    model_yaml = yaml.safe_load((llmapi / "generator" / "1" / "model.yaml").read_text())
+    assert model_yaml["model"] == str(dirs["hf"]) and model_yaml["backend"] == "pytorch"
+    assert model_yaml["triton_config"] == {"max_batch_size": 0, "decoupled": True}
+    assert model_yaml["kv_cache_config"] == {"free_gpu_memory_fraction": 0.9, "enable_block_reuse": False}
+    generator = load_interface(llmapi / INTERFACE_FILE).generator
+    assert generator.text_mode == "cumulative" and generator.flags["return_finish_reason"] is True
+
+
+def test_a_checkout_of_another_version_is_refused(tmp_path: Path, dirs: dict[str, Path]) -> None:
+    config = dirs["all_models"] / "inflight_batcher_llm" / "preprocessing" / "config.pbtxt"
+    config.write_text(config.read_text().replace('"OUT_END_ID"', '"END_ID_OUT"'))
+    with pytest.raises(RepositoryError, match="output OUT_END_ID is not in the checkout's config") as error:
+        render_repository(tmp_path / "repo", plan(load_case(tmp_path, CASES["trtllm-engine-fp8-tp2"])))
+    assert "the checkout's model also produces output END_ID_OUT" in str(error.value)
+    assert not (tmp_path / "repo").exists()  # nothing half-rendered is left where Triton would read it
+
+    llmapi = dirs["all_models"] / "llmapi" / "tensorrt_llm" / "config.pbtxt"
+    llmapi.write_text(llmapi.read_text().replace("TYPE_INT32", "TYPE_INT64"))
+    with pytest.raises(RepositoryError, match="input sampling_param_max_tokens is TYPE_INT32 here, TYPE_INT64"):
+        render_repository(tmp_path / "repo", plan(load_case(tmp_path, CASES["trtllm-llmapi-bf16"])))
+
+
+def test_interface_that_does_not_fit_the_configs_is_refused(tmp_path: Path, dirs: dict[str, Path]) -> None:
+    good = plan(load_case(tmp_path, CASES["cpu"]))
+    generator = good.interface.generator
+
+    def with_generator(**changes: object) -> object:
+        return replace(good, interface=msgspec.structs.replace(good.interface, generator=generator_with(**changes)))
+
+    def generator_with(**changes: object) -> object:
+        return msgspec.structs.replace(generator, **changes)
+
+    cases = [
+        ({"inputs": msgspec.structs.replace(generator.inputs, text="prompt")}, "has no input 'prompt'"),
+        (
+            {"inputs": msgspec.structs.replace(generator.inputs, temperature="max_tokens")},
+            "input 'max_tokens' is TYPE_INT32, the gateway uses TYPE_FP32",
+        ),
+        (
+            {"inputs": msgspec.structs.replace(generator.inputs, max_tokens=None)},
+            "requires input max_tokens, which the gateway does not send",
+        ),
+        ({"batched": True}, "max_batch_size 0 but the interface says batched=True"),
+        ({"flags": {"return_finish_reason": True}}, "has no BOOL input 'return_finish_reason'"),
+        ({"model": "nobody"}, "generator model 'nobody' is not in the repository"),
+    ]
+    render_repository(tmp_path / "ok", with_generator())  # type: ignore[arg-type]
+    for changes, message in cases:
+        with pytest.raises(RepositoryError, match=message):
+            render_repository(tmp_path / "repo", with_generator(**changes))  # type: ignore[arg-type]
+
+
+GPU_BASE = """
+    profile = "trtllm-engine"
+    [generator]
+    checkpoint = "<ROOT>/hf"
+    dtype = "bf16"
+    [embedder]
+    model_dir = "<ROOT>/e5_fp16"
+    kind = "gpu"
+    [trtllm]
+    all_models = "<ROOT>/all_models"
+    engine_dir = "<ROOT>/engine"
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("[trtllm]\nall_models", "[other]\nall_models", "unknown field `other`"),
+        ('engine_dir = "<ROOT>/engine"', "", "needs trtllm.engine_dir"),
+        ('all_models = "<ROOT>/all_models"', 'all_models = "<ROOT>"', "has no inflight_batcher_llm/preprocessing"),
+        (
+            'engine_dir = "<ROOT>/engine"',
+            'engine_dir = "<ROOT>/engine"\nchunked_context = false\nmax_num_tokens = 2048',
+            r"max_num_tokens \(2048\) is below generator.max_input_len \(4096\)",
+        ),
+        ('model_dir = "<ROOT>/e5_fp16"', 'model_dir = "<ROOT>/e5_int8"', "is an int8 CPU build"),
+        ('checkpoint = "<ROOT>/hf"', 'checkpoint = "<ROOT>/genai"', "not a Hugging Face checkpoint"),
+        ('profile = "trtllm-engine"', 'profile = "trtllm-llmapi"\n', None),
+        ('dtype = "bf16"', 'dtype = "fp8"\n', None),
+    ],
+)
+def test_gpu_settings_rules(tmp_path: Path, dirs: dict[str, Path], old: str, new: str, message: str | None) -> None:
+    text = "\n".join(line.strip() for line in GPU_BASE.strip().splitlines())
+    assert old in text
+    if message is None:
+        load_case(tmp_path, text.replace(old, new)).check()
+        return
+    with pytest.raises(DeploymentError, match=message):
+        load_case(tmp_path, text.replace(old, new))
+
+
+def test_llmapi_rules(tmp_path: Path, dirs: dict[str, Path]) -> None:
+    base = "\n".join(line.strip() for line in GPU_BASE.strip().splitlines()).replace("trtllm-engine", "trtllm-llmapi")
+    with pytest.raises(DeploymentError, match="not int8"):
+        load_case(tmp_path, base.replace('"bf16"', '"int8"'))
+    with pytest.raises(DeploymentError, match="is not an FP8 checkpoint"):
+        load_case(tmp_path, base.replace('"bf16"', '"fp8"'))
+    assert (
+        load_case(tmp_path, base.replace('"bf16"', '"fp8"').replace("<ROOT>/hf", "<ROOT>/hf_fp8")).generator.dtype
+        == "fp8"
+    )
+    with pytest.raises(DeploymentError, match="one model instance"):
+        load_case(tmp_path, base.replace('dtype = "bf16"', 'dtype = "bf16"\ninstances = 2'))
+    (dirs["hf"] / "tokenizer.json").unlink()
+    with pytest.raises(DeploymentError, match=r"has no tokenizer\.json"):
+        load_case(tmp_path, base)
