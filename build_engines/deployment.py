@@ -31,6 +31,7 @@ set-up renders when no file is given.
     [trtllm]                             # GPU profiles only
     all_models = "/opt/TensorRT-LLM/triton_backend/all_models"   # the checkout matching the container
     examples = "/opt/TensorRT-LLM/examples"        # trtllm-engine: convert_checkpoint.py, quantization/
+    launcher = ["docker", "exec", "trtllm"]        # trtllm-engine build: where TensorRT-LLM runs (default: here)
     engine_dir = "/models/engines/qwen2.5-7b-fp8"  # trtllm-engine: written by `build`, served by tensorrt_llm
     max_num_tokens = 8192                # tokens scheduled per iteration (in-flight batch + chunked prefill)
     kv_cache_reuse = true                # reuse the KV blocks of a shared prompt prefix (the system prompt)
@@ -107,6 +108,9 @@ class EmbedderSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, 
 class TrtllmSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     all_models: Path
     examples: Path | None = None
+    launcher: list[str] = []
+    """Command prefix that runs the engine build's steps where TensorRT-LLM is installed, e.g.
+    ["docker", "exec", "trtllm"] (paths must be the same there); empty: this machine."""
     engine_dir: Path | None = None
     max_num_tokens: int = 8192
     kv_cache_reuse: bool = True

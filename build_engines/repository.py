@@ -38,6 +38,7 @@ __all__ = [
     "RepositoryError",
     "RepositoryPlan",
     "check_repository",
+    "render_model",
     "render_repository",
 ]
 
@@ -94,7 +95,9 @@ def _value(value: object) -> object:
     return str(value) if isinstance(value, Path) else value
 
 
-def _render_model(spec: ModelSpec, target: Path) -> model_config_pb2.ModelConfig:
+def render_model(spec: ModelSpec, target: Path) -> model_config_pb2.ModelConfig:
+    """Render one model into ``target`` and return its parsed config (``render_repository`` renders them all
+    and then checks the repository as a whole)."""
     source = SOURCE_REPOSITORY / spec.template
     templates = sorted(source.rglob("*.in"))
     used = set().union(*(placeholders(t.read_text()) for t in templates))
@@ -244,7 +247,7 @@ def render_repository(out: Path, plan: RepositoryPlan) -> Path:
     try:
         if len({spec.name for spec in plan.models}) != len(plan.models):
             raise RepositoryError(f"two models share a name: {sorted(spec.name for spec in plan.models)}")
-        configs = {spec.name: _render_model(spec, tmp / spec.name) for spec in plan.models}
+        configs = {spec.name: render_model(spec, tmp / spec.name) for spec in plan.models}
         check_repository(configs, plan.interface)
         plan.interface.write(tmp)
     except BaseException:

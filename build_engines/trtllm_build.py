@@ -23,7 +23,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,11 +69,11 @@ def engine_steps(deployment: Deployment, work: Path, engine_out: Path) -> list[B
     if t.examples is None:
         raise DeploymentError("the engine build needs trtllm.examples (the checkout's examples/ directory)")
     converted = work / "checkpoint"
-    python = sys.executable
+    python = [*t.launcher, "python3"]
     if g.dtype == "fp8":
         script = t.examples / "quantization" / "quantize.py"
         convert = [
-            python, str(script), "--model_dir", str(g.checkpoint), "--output_dir", str(converted),
+            *python, str(script), "--model_dir", str(g.checkpoint), "--output_dir", str(converted),
             "--dtype", _CONVERT_DTYPE, "--qformat", "fp8", "--kv_cache_dtype", "fp8", "--calib_size", "512",
             "--tp_size", str(g.tensor_parallel),
         ]  # fmt: skip
@@ -82,7 +81,7 @@ def engine_steps(deployment: Deployment, work: Path, engine_out: Path) -> list[B
     else:
         script = t.examples / "models" / "core" / _family(g.checkpoint) / "convert_checkpoint.py"
         convert = [
-            python, str(script), "--model_dir", str(g.checkpoint), "--output_dir", str(converted),
+            *python, str(script), "--model_dir", str(g.checkpoint), "--output_dir", str(converted),
             "--dtype", _CONVERT_DTYPE, "--tp_size", str(g.tensor_parallel),
         ]  # fmt: skip
         if g.dtype == "int8":
@@ -91,7 +90,7 @@ def engine_steps(deployment: Deployment, work: Path, engine_out: Path) -> list[B
     if not script.is_file():
         raise DeploymentError(f"trtllm.examples {t.examples} has no {script.relative_to(t.examples)}")
     build = [
-        "trtllm-build", "--checkpoint_dir", str(converted), "--output_dir", str(engine_out),
+        *t.launcher, "trtllm-build", "--checkpoint_dir", str(converted), "--output_dir", str(engine_out),
         "--max_batch_size", str(g.max_batch_size), "--max_input_len", str(g.max_input_len),
         "--max_seq_len", str(g.max_input_len + g.max_output_len), "--max_num_tokens", str(t.max_num_tokens),
         "--kv_cache_type", "paged", "--use_paged_context_fmha", "enable", "--remove_input_padding", "enable",
@@ -122,8 +121,12 @@ def build_engine(deployment: Deployment, *, dry_run: bool = False, log: Callable
         for n, step in enumerate(steps, 1):
             log(f"[{n}/{len(steps)}] {step.title}\n    {shlex.join(step.command)}")
         return engine_dir
-    if shutil.which("trtllm-build") is None:
-        raise EngineBuildError("trtllm-build is not on PATH: run the build inside the TensorRT-LLM container")
+    tool = t.launcher[0] if t.launcher else "trtllm-build"
+    if shutil.which(tool) is None:
+        raise EngineBuildError(
+            f"{tool} is not on PATH: run the build inside the TensorRT-LLM container, or set trtllm.launcher "
+            "to a command that runs there"
+        )
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     log_path = engine_dir.with_name(engine_dir.name + ".build.log")

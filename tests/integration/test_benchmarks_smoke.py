@@ -13,7 +13,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.parametrize(
     ("script", "header"),
-    [("search_overhead.py", "vs in-process"), ("answer_latency.py", "TTFT p50"), ("grpc_vs_http.py", "gRPC / HTTP")],
+    [
+        ("search_overhead.py", "vs in-process"),
+        ("answer_latency.py", "TTFT p50"),
+        ("grpc_vs_http.py", "gRPC / HTTP"),
+        ("embedder_tokenize_hop.py", "python hop adds"),
+    ],
 )
 def test_benchmark_smoke(script: str, header: str) -> None:
     result = subprocess.run(

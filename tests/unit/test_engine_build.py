@@ -145,6 +145,18 @@ def test_a_failed_step_keeps_the_previous_engine(tmp_path: Path, monkeypatch: py
     assert not engine.with_name("albert.building").exists()
 
 
+def test_steps_run_through_the_launcher(tmp_path: Path, tools: Path) -> None:
+    """trtllm.launcher: the steps run where TensorRT-LLM is (e.g. docker exec into its container)."""
+    launcher = tmp_path / "bin" / "in-container"
+    launcher.write_text(f'#!/bin/sh\necho launched >> "{tmp_path / "launches"}"\nexec "$@"\n')
+    launcher.chmod(0o755)
+    path = _deployment_file(tmp_path, "bf16", tp=1)
+    path.write_text(path.read_text() + f'launcher = ["{launcher}"]\n')
+    build_engine(load_deployment(path), log=lambda _: None)
+    assert (tmp_path / "launches").read_text().split() == ["launched", "launched"]
+    assert [call[0] for call in _calls(tools)] == ["convert_checkpoint.py", "trtllm-build"]
+
+
 def test_dry_run_prints_the_commands(tmp_path: Path, tools: Path) -> None:
     path = _deployment_file(tmp_path, "bf16")
     result = subprocess.run(
