@@ -140,7 +140,10 @@ def main() -> int:
     questions = corpus_questions(settings, sum(n for _, n in plan) + 1, seed=11)
     summaries: dict[int, dict[str, float | int]] = {}
     samples: list[Sample] = []
-    with tempfile.TemporaryDirectory() as tmp, local_stack(settings, Path(tmp)) as (_, gateway):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        local_stack(settings, Path(tmp), ALBERT_CACHE_ENTRIES="0") as (_, gateway),
+    ):
         asyncio.run(run(gateway.url, questions[-1:], 1, 8))  # warm-up
         offset = 0
         for concurrency, n in plan:

@@ -73,7 +73,10 @@ def main() -> int:
     settings = Settings.from_env()
     queries = corpus_questions(settings, 32 if args.smoke else args.requests, seed=5)
     rows: list[dict[str, object]] = []
-    with tempfile.TemporaryDirectory() as tmp, local_stack(settings, Path(tmp)) as (_, gateway):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        local_stack(settings, Path(tmp), ALBERT_CACHE_ENTRIES="0") as (_, gateway),
+    ):
         for concurrency in (1, 64):
             grpc_row = asyncio.run(bench_grpc(gateway.grpc_target, queries, concurrency))
             http_row = asyncio.run(bench_http(gateway.url, queries, concurrency))

@@ -56,7 +56,9 @@ def _embedder(deployment: Deployment) -> tuple[list[ModelSpec], EmbedderInterfac
     dim = embedding_dim(deployment)
     if not (e.model_dir / "model.onnx").is_file():
         raise FileNotFoundError(f"embedding model {e.model_dir / 'model.onnx'} is not built")
-    interface = EmbedderInterface(model=e.name, text_input="text", kind_input="kind", output="embedding", dim=dim)
+    interface = EmbedderInterface(
+        model=e.name, text_input="text", kind_input="kind", output="embedding", dim=dim, max_batch_size=e.max_batch_size
+    )
     common = {"max_batch_size": e.max_batch_size, "queue_delay_us": e.queue_delay_us, "instances": e.instances}
     if e.kind == "cpu":
         values = {"model_name": e.name, "model_dir": e.model_dir, "model_file": "model.onnx", "dim": dim}

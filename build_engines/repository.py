@@ -220,6 +220,11 @@ def check_repository(configs: Mapping[str, model_config_pb2.ModelConfig], interf
     for tensor_name, served in ((embedder.text_input, e_inputs), (embedder.kind_input, e_inputs)):
         if tensor_name not in served:
             raise RepositoryError(f"embedder model {embedder.model!r} has no input {tensor_name!r}")
+    if embedder.max_batch_size > e_config.max_batch_size:
+        raise RepositoryError(
+            f"the interface sends up to {embedder.max_batch_size} texts per call; embedder model "
+            f"{embedder.model!r} takes {e_config.max_batch_size}"
+        )
     if embedder.output not in e_outputs or list(e_outputs[embedder.output].dims) != [embedder.dim]:
         raise RepositoryError(
             f"embedder model {embedder.model!r} has no output {embedder.output!r} of [{embedder.dim}]"

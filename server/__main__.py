@@ -4,6 +4,13 @@
 
 from __future__ import annotations
 
+import os
+
+# Retrieval runs in worker threads, and OpenBLAS's own thread pool then fights them for the cores: the
+# 3,600 x 384 dense product took 1.9 ms instead of 0.1 ms with six searches at once (benchmarks/README.md,
+# profile). One BLAS thread per search; set before numpy is imported.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import logging
 import sys

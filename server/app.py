@@ -11,19 +11,23 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
+import numpy as np
 from litestar import Litestar, MediaType, Request, Response, get, post
+from litestar.datastructures import State
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
+from numpy.typing import NDArray
 
 from corpus.index import load_index
 from corpus.records import Fiche
 from server.answers.chat import ChatFormat
 from server.answers.service import AnswerPreview, AnswerService, Delta, Generator, Prepared
 from server.answers.sse import sse_event
+from server.batching import MicroBatcher
 from server.errors import (
     ApiError,
     BackendUnavailable,
@@ -35,6 +39,7 @@ from server.errors import (
     error_body,
 )
 from server.generation import TritonGenerator
+from server.metrics import CONTENT_TYPE_LATEST, GatewayMetrics, metrics_middleware
 from server.model_interface import GeneratorInterface, load_interface
 from server.rpc.server import RunningServer, start_grpc_server
 from server.schemas import AnswerRequest, AnswerResponse, HealthStatus, SearchRequest, SearchResponse
@@ -245,6 +250,13 @@ async def ready(request: Request[Any, Any, Any]) -> Response[HealthStatus]:
     )
 
 
+@get("/metrics", include_in_schema=False, media_type=CONTENT_TYPE_LATEST)
+async def prometheus(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Prometheus text exposition of the gateway's metrics (server/metrics.py)."""
+    metrics: GatewayMetrics = request.app.state.metrics
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
 def _error_response(exc: ApiError) -> Response[Any]:
     return Response(error_body(exc), status_code=exc.http_status, media_type=MediaType.JSON)
 
@@ -294,6 +306,23 @@ def _chat_format(tokenizer_dir: Path | None) -> ChatFormat | None:
         return None
 
 
+def _micro_batched(embedder: Embedder, settings: Settings, metrics: GatewayMetrics, model_limit: int) -> Embedder:
+    max_batch = min(settings.embed_batch_max, model_limit)
+    if max_batch <= 1:
+        return embedder
+
+    async def call(texts: list[str], kind: str, timeout_s: float | None) -> NDArray[np.float32]:
+        return await embedder.embed(texts, kind, timeout_s=timeout_s)
+
+    return MicroBatcher(
+        call,
+        max_batch=max_batch,
+        max_wait_s=settings.embed_batch_wait_ms / 1000,
+        on_batch=metrics.embed_batch.observe,
+        on_queue=metrics.embed_queue.set,
+    )
+
+
 def _check_limits(settings: Settings, generator: GeneratorInterface) -> None:
     """Warn when the answer settings exceed what the rendered generator accepts (its requests would fail)."""
     if settings.answer_max_tokens > generator.max_output_tokens:
@@ -319,6 +348,8 @@ def create_app(
 ) -> Litestar:
     """The gateway. Tests may pass an ``embedder`` and a ``generator``; otherwise Triton clients are created
     at start-up."""
+
+    metrics = GatewayMetrics()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -347,7 +378,8 @@ def create_app(
         rpc: RunningServer | None = None
         try:
             loaded = load_index(index_dir or settings.resolved_index_dir)
-            service = SearchService(settings, loaded, active)
+            limit = settings.embed_batch_max if interface is None else interface.embedder.max_batch_size
+            service = SearchService(settings, loaded, _micro_batched(active, settings, metrics, limit), metrics)
             answers = AnswerService(settings, service, writer, _chat_format(tokenizer_dir))
             app.state.answers = answers
             app.state.service = service
@@ -378,9 +410,12 @@ def create_app(
             get_fiche,
             live,
             ready,
+            prometheus,
             _page_route((_STATIC / "index.html").read_text()),
         ],
         lifespan=[lifespan],
+        state=State({"metrics": metrics}),
+        middleware=[metrics_middleware(metrics)],
         exception_handlers={
             ApiError: _api_error,
             ValidationException: _validation_error,

@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 INTERFACE_FILE = "albert_interface.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class InterfaceError(ValueError):
@@ -87,6 +87,8 @@ class EmbedderInterface(_Strict, kw_only=True, frozen=True):
     kind_input: str
     output: str
     dim: int
+    max_batch_size: int
+    """Texts per call the model accepts (the gateway's micro-batches stay within it)."""
 
 
 class ModelInterface(_Strict, kw_only=True, frozen=True):

@@ -9,14 +9,16 @@ import asyncio
 import re
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from corpus.index import SearchIndex
 from corpus.records import AUDIENCES, Fiche
+from server.cache import LruCache
 from server.errors import NotFound, ValidationFailed
+from server.metrics import GatewayMetrics
 from server.retrieval.search import FicheHit, HybridSearcher, Retrieval, SearchParams
 from server.schemas import Excerpt, SearchRequest, SearchResponse, SearchResult, SearchTimings
 from server.settings import Settings
@@ -44,15 +46,28 @@ def ms(seconds: float) -> float:
 
 
 class SearchService:
-    def __init__(self, settings: Settings, index: SearchIndex, embedder: Embedder) -> None:
+    def __init__(
+        self, settings: Settings, index: SearchIndex, embedder: Embedder, metrics: GatewayMetrics | None = None
+    ) -> None:
         self.settings = settings
         self.index = index
         self.embedder = embedder
+        self.metrics = metrics or GatewayMetrics()
+        self.vectors: LruCache[NDArray[np.float32]] = self._cache("embedding")
+        self.results: LruCache[Retrieval] = self._cache("retrieval")
         self.searcher = HybridSearcher(
             index,
             SearchParams(
                 candidates=settings.candidates, rrf_k=settings.rrf_k, excerpts_per_fiche=settings.excerpts_per_fiche
             ),
+        )
+
+    def _cache(self, name: str) -> LruCache[Any]:
+        lookups, entries = self.metrics.cache_requests, self.metrics.cache_entries.labels(name)
+        return LruCache(
+            self.settings.cache_entries,
+            on_lookup=lambda hit: lookups.labels(name, "hit" if hit else "miss").inc(),
+            on_size=entries.set,
         )
 
     @property
@@ -79,12 +94,23 @@ class SearchService:
         return query, audience, k
 
     async def retrieve(self, query: str, audience: str | None, k: int, *, timeout_s: float | None = None) -> Retrieved:
-        """Embed and retrieve an already validated query; ``timeout_s``: the caller's remaining deadline."""
+        """Embed and retrieve an already validated query (from the caches when it was asked before);
+        ``timeout_s``: the caller's remaining deadline."""
         started = time.perf_counter()
-        vector = (await self.embedder.embed([self.searcher.dense_text(query)], "query", timeout_s=timeout_s))[0]
+        key = (query, audience, k, self.corpus_version)
+        if (cached := self.results.get(key)) is not None:
+            return Retrieved(cached, embed_ms=0.0, retrieve_ms=ms(time.perf_counter() - started))
+        dense_text = self.searcher.dense_text(query)
+        if (vector := self.vectors.get(dense_text)) is None:
+            vector = (await self.embedder.embed([dense_text], "query", timeout_s=timeout_s))[0]
+            self.vectors.put(dense_text, vector)
+            self.metrics.stage_duration.labels("embed").observe(time.perf_counter() - started)
         embedded = time.perf_counter()
         retrieval = await asyncio.to_thread(self.searcher.retrieve, query, vector, audience=audience, k=k)
-        return Retrieved(retrieval, embed_ms=ms(embedded - started), retrieve_ms=ms(time.perf_counter() - embedded))
+        done = time.perf_counter()
+        self.metrics.stage_duration.labels("retrieve").observe(done - embedded)
+        self.results.put(key, retrieval)
+        return Retrieved(retrieval, embed_ms=ms(embedded - started), retrieve_ms=ms(done - embedded))
 
     async def search(self, request: SearchRequest, *, timeout_s: float | None = None) -> SearchResponse:
         query, audience, k = self.validate(request)

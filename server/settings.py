@@ -61,6 +61,18 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """The rendered repository's albert_interface.json: which Triton models and tensors the gateway calls
     (written by ``python -m build_engines render``); defaults to the one in the cache's repository."""
 
+    embed_batch_max: int = 32
+    """Most query texts the gateway sends to the embedding model in one call (micro-batching; capped by the
+    model's max_batch_size from the interface file). 1 turns micro-batching off."""
+
+    embed_batch_wait_ms: float = 2.0
+    """Longest a query waits for others to share its embedding call — only while an earlier call is still
+    in Triton (a query that arrives when nothing is in flight leaves at once)."""
+
+    cache_entries: int = 4096
+    """Query embeddings and retrieval results kept (each: least recently used first out); 0 turns the
+    caches off."""
+
     max_query_chars: int = 2000
     """Longest accepted question, in characters."""
 

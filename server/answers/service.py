@@ -224,6 +224,16 @@ class AnswerService:
             ],
         )
 
+    def _observe(self, reason: str, usage: Usage, first_token_ms: float | None, generate_ms: float | None) -> None:
+        metrics = self.search.metrics
+        metrics.answers.labels(reason).inc()
+        metrics.tokens.labels("prompt").inc(usage.prompt_tokens)
+        metrics.tokens.labels("completion").inc(usage.completion_tokens)
+        if first_token_ms is not None:
+            metrics.first_token.observe(first_token_ms / 1000)
+        if generate_ms is not None:
+            metrics.stage_duration.labels("generate").observe(generate_ms / 1000)
+
     def _complete(self, done: Generated, prepared: Prepared, text: str) -> tuple[str, Usage]:
         """The finish reason and usage, filling in what the model did not report (TensorRT-LLM's models
         return no token counts, the ensemble no finish reason) with the gateway's tokenizer — the checkpoint's."""
@@ -275,6 +285,7 @@ class AnswerService:
                         break
             reason, usage = self._complete(done, prepared, text)
         generate_ms = ms(time.perf_counter() - generate_started) if prepared.covered else 0.0
+        self._observe(reason, usage, first_token, generate_ms if prepared.covered else None)
         checked = check_citations(text.strip(), len(prepared.sources))
         attributed, added = attribute_citations(checked.text, [s.text for s in prepared.sources])
         if added:

@@ -112,13 +112,15 @@ class HybridSearcher:
             lexical[~mask] = -np.inf
         unit_rankings = [_top(lexical, params.candidates).tolist()]
         if query_vector is not None:
-            dense = np.full(len(index.units), -np.inf, dtype=np.float32)
-            dense[index.dense_units] = index.vectors @ query_vector.astype(np.float32)
+            # Scored over the units that have vectors only (fiche heads on CPU: 3,600 of 41,358), then mapped
+            # back to unit ids.
+            dense = index.vectors @ query_vector.astype(np.float32)
             if mask is not None:
-                dense[~mask] = -np.inf
-            unit_rankings.append(_top(dense, params.candidates).tolist())
-            if unit_rankings[-1]:
-                best_dense = float(dense[unit_rankings[-1][0]])
+                dense = np.where(mask[index.dense_units], dense, -np.inf)
+            top_dense = _top(dense, params.candidates)
+            unit_rankings.append(index.dense_units[top_dense].tolist())
+            if top_dense.size:
+                best_dense = float(dense[top_dense[0]])
         unit_scores = dict(rrf(unit_rankings, params.rrf_k))
 
         fiche_rankings = [list(dict.fromkeys(int(index.unit_fiche[u]) for u in r)) for r in unit_rankings]

@@ -15,8 +15,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -39,6 +41,8 @@ log = logging.getLogger("albert.grpc")
 
 M = TypeVar("M", bound=Message)
 Readiness = Callable[[], Awaitable[bool]]
+UnaryHandler = Callable[[bytes, "grpc.aio.ServicerContext[Any, Any]"], Awaitable[bytes]]
+StreamHandler = Callable[[bytes, "grpc.aio.ServicerContext[Any, Any]"], AsyncIterator[bytes]]
 
 
 def _parse(message_type: type[M], data: bytes) -> M:
@@ -62,10 +66,46 @@ def _timeout(context: grpc.aio.ServicerContext[Any, Any]) -> float | None:
     return None if remaining is None else max(remaining, 0.0)
 
 
+def _code(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> str:
+    if isinstance(exc, asyncio.CancelledError):
+        return "CANCELLED"
+    code = context.code()
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+
 class AnswerServicer:
     def __init__(self, search: SearchService, answers: AnswerService) -> None:
         self.search = search
         self.answers = answers
+        self.metrics = search.metrics
+
+    @contextlib.contextmanager
+    def _measured(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> Iterator[None]:
+        """Count and time one call by method and final status code."""
+        started, code = time.perf_counter(), "OK"
+        try:
+            yield
+        except BaseException as exc:
+            code = _code(context, exc)
+            raise
+        finally:
+            self.metrics.grpc_requests.labels(method, code).inc()
+            self.metrics.grpc_duration.labels(method).observe(time.perf_counter() - started)
+
+    def _unary_measured(self, method: str, handler: UnaryHandler) -> UnaryHandler:
+        async def measured(data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> bytes:
+            with self._measured(method, context):
+                return await handler(data, context)
+
+        return measured
+
+    def _stream_measured(self, method: str, handler: StreamHandler) -> StreamHandler:
+        async def measured(data: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[bytes]:
+            with self._measured(method, context):
+                async for message in handler(data, context):
+                    yield message
+
+        return measured
 
     async def _unary(
         self, context: grpc.aio.ServicerContext[Any, Any], call: Callable[[], Awaitable[Message]]
@@ -117,10 +157,18 @@ class AnswerServicer:
         return grpc.method_handlers_generic_handler(
             SERVICE_NAME,
             {
-                "Answer": grpc.unary_unary_rpc_method_handler(self.answer, response_serializer=identity),
-                "StreamAnswer": grpc.unary_stream_rpc_method_handler(self.stream_answer, response_serializer=identity),
-                "Search": grpc.unary_unary_rpc_method_handler(self.search_fiches, response_serializer=identity),
-                "GetFiche": grpc.unary_unary_rpc_method_handler(self.get_fiche, response_serializer=identity),
+                "Answer": grpc.unary_unary_rpc_method_handler(
+                    self._unary_measured("Answer", self.answer), response_serializer=identity
+                ),
+                "StreamAnswer": grpc.unary_stream_rpc_method_handler(
+                    self._stream_measured("StreamAnswer", self.stream_answer), response_serializer=identity
+                ),
+                "Search": grpc.unary_unary_rpc_method_handler(
+                    self._unary_measured("Search", self.search_fiches), response_serializer=identity
+                ),
+                "GetFiche": grpc.unary_unary_rpc_method_handler(
+                    self._unary_measured("GetFiche", self.get_fiche), response_serializer=identity
+                ),
             },
         )
 

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
         ("answer_latency.py", "TTFT p50"),
         ("grpc_vs_http.py", "gRPC / HTTP"),
         ("embedder_tokenize_hop.py", "python hop adds"),
+        ("profile_gateway.py", "inclusive"),
     ],
 )
 def test_benchmark_smoke(script: str, header: str) -> None:

@@ -115,10 +115,12 @@ def test_readiness_flips_and_503_when_triton_stops(settings: Settings, tmp_path:
         assert ready.status_code == 503
         assert ready.json()["checks"]["triton"].startswith("unreachable")
         started = time.monotonic()
-        down = httpx.get(f"{gateway.url}/v1/search", params={"q": "RSA"}, timeout=30)
+        down = httpx.get(f"{gateway.url}/v1/search", params={"q": "RSA jeune actif"}, timeout=30)
         assert time.monotonic() - started < 8  # the Triton timeout is 5 s: an error, never a hang
         assert down.status_code in (503, 504)
         assert "Triton" in down.json()["error"]["message"]
+        # A question asked before is still answered, from the retrieval cache.
+        assert httpx.get(f"{gateway.url}/v1/search", params={"q": "RSA"}, timeout=30).status_code == 200
         # Fiches do not need Triton.
         assert httpx.get(f"{gateway.url}/v1/fiches/F1759", timeout=10).status_code == 200
         _wait_for_grpc_health(gateway, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -128,7 +130,7 @@ def test_readiness_flips_and_503_when_triton_stops(settings: Settings, tmp_path:
         while httpx.get(f"{gateway.url}/health/ready", timeout=10).status_code != 200:
             assert time.monotonic() < deadline, "gateway did not see Triton come back"
             time.sleep(0.5)
-        assert httpx.get(f"{gateway.url}/v1/search", params={"q": "RSA"}, timeout=30).status_code == 200
+        assert httpx.get(f"{gateway.url}/v1/search", params={"q": "RSA jeune actif"}, timeout=30).status_code == 200
         _wait_for_grpc_health(gateway, health_pb2.HealthCheckResponse.SERVING)
     finally:
         gateway.stop()

@@ -151,6 +151,22 @@ def test_errors_map_to_status_codes(client: AnswerClient, call: Any, error: type
     assert raised.value.code == code and raised.value.message
 
 
+def test_calls_are_counted_by_method_and_status(stack: Stack, client: AnswerClient) -> None:
+    def count(method: str, code: str) -> float:
+        line = f'albert_grpc_requests_total{{code="{code}",method="{method}"}}'
+        found = [row for row in stack.http.get("/metrics").text.splitlines() if row.startswith(line)]
+        return float(found[0].split()[-1]) if found else 0.0
+
+    before_ok, before_missing = count("Search", "OK"), count("GetFiche", "NOT_FOUND")
+    client.search("carte d'identité volée")
+    with pytest.raises(NotFound):
+        client.get_fiche("F99999999")
+    assert count("Search", "OK") == before_ok + 1
+    assert count("GetFiche", "NOT_FOUND") == before_missing + 1
+    assert list(client.stream_answer(QUESTION))  # a whole stream, counted once it ends
+    assert count("StreamAnswer", "OK") >= 1
+
+
 def test_backend_errors(stack: Stack, client: AnswerClient) -> None:
     stack.generator.not_ready = BackendUnavailable("the generator model is not available", code="generator_unavailable")
     with pytest.raises(Unavailable) as raised:
