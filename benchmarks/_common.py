@@ -6,21 +6,17 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-import numpy as np
-
 from corpus.index import load_index
+from corpus.questions import load_questions
 from server.settings import Settings
 
 __all__ = ["closed_loop", "corpus_questions"]
 
 
 def corpus_questions(settings: Settings, n: int, *, seed: int) -> list[str]:
-    """Real questions from the corpus: titles of the "Fiche Question-réponse" fiches (1,700 of them),
-    ``n`` of them picked with ``seed``."""
-    index = load_index(settings.resolved_index_dir)
-    titles = sorted(f.title for f in index.fiches.values() if f.answerable and f.type.startswith("Fiche Question"))
-    rng = np.random.default_rng(seed)
-    return [titles[i] for i in rng.choice(len(titles), size=min(n, len(titles)), replace=False)]
+    """Real questions from the corpus: titles of the "Fiche Question-réponse" fiches, never the retrieval
+    evaluation set (corpus/questions.py), ``n`` of them picked with ``seed``."""
+    return load_questions(load_index(settings.resolved_index_dir), n, seed=seed)
 
 
 async def closed_loop(

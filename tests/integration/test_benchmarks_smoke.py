@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
         ("grpc_vs_http.py", "gRPC / HTTP"),
         ("embedder_tokenize_hop.py", "python hop adds"),
         ("profile_gateway.py", "inclusive"),
+        ("loadtest.py", "loadtest customer:"),
+        ("capacity.py", "GPUs"),
     ],
 )
 def test_benchmark_smoke(script: str, header: str) -> None:

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from corpus.cli import run_ingest
 from corpus.index import load_index
+from corpus.questions import evaluation_fiches
 from server.answers.relevance import is_covered
 from server.retrieval.search import HybridSearcher
 from server.settings import Settings
@@ -25,7 +26,6 @@ from server.tritonserver import TritonProcess
 from tests.servers import Gateway
 
 DATA = Path(__file__).resolve().parent.parent / "data"
-QUESTION_TYPES = ("Fiche Question-réponse", "Fiche Question-réponse conditionnée")
 
 
 def _scores(ranked: list[list[str]], expected: list[set[str]]) -> tuple[float, float]:
@@ -54,11 +54,7 @@ def _embed_queries(triton: TritonProcess, texts: list[str]) -> np.ndarray:
 
 def test_hidden_title_questions(settings: Settings, corpus_tarball: Path, triton: TritonProcess) -> None:
     full = load_index(settings.resolved_index_dir)
-    candidates = sorted(
-        (f for f in full.fiches.values() if f.answerable and f.type in QUESTION_TYPES), key=lambda f: f.id
-    )
-    step = max(1, len(candidates) // 240)
-    chosen = candidates[::step][:240]
+    chosen = evaluation_fiches(full)
     assert len(chosen) >= 200
     hidden = frozenset(f.id for f in chosen)
     out = settings.cache_dir / "eval" / "index-hidden-questions"

@@ -153,6 +153,16 @@ def test_repetition_guard_cuts_at_the_first_repeated_sentence() -> None:
     other = RepetitionGuard()
     assert other.feed("Oui. Oui. Il faut déclarer le vol au commissariat") is None
     assert other.feed("Oui. Oui. Il faut déclarer le vol au commissariat.") is None
+    # A long run without any sentence end, then a sentence said twice: found, and the run is judged as
+    # one sentence once it ends.
+    long = RepetitionGuard()
+    text = ""
+    for i in range(2000):
+        text += f"mot{i} "
+        assert long.feed(text) is None
+    text += ". Déclarez le vol au commissariat. Déclarez le vol au commissariat."
+    cut = long.feed(text)
+    assert cut is not None and text[cut:] == " Déclarez le vol au commissariat."
 
 
 def test_copied_sentences_get_the_citation_of_their_excerpt() -> None:
