@@ -9,8 +9,9 @@ the offered load down (a closed loop would hide saturation by waiting for answer
 
 Scenarios (``--duration`` is the whole run):
 - ``constant``: ``--rate`` requests/s;
-- ``ramp``: steps of ``--step-seconds`` from ``--rate`` up by ``--step``, until the server saturates (errors
-  above 5 %, achieved rate below 90 % of offered, or p95 above 4x the first step's) or ``--max-steps``;
+- ``ramp``: steps of ``--step-seconds`` from ``--rate`` up by ``--step``, until the server saturates (at a
+  step's end: errors above 5 %, more than 10 % of its requests unanswered, or p95 above 4x the first
+  step's) or ``--max-steps``;
 - ``customer``: the 800,000-requests-a-month profile — 1.1 requests/s office-hours average, 5.6 at peak —
   multiplied by ``--scale`` (what the machine can hold): a quarter of the run at the average, half at
   the peak, a quarter at the average again.
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import platform
@@ -42,6 +44,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 from _common import corpus_questions
 from albert_client import AsyncAnswerClient
@@ -73,6 +76,7 @@ class Outcome:
     itl_s: list[float] = field(default_factory=list)
     stages_ms: dict[str, float] = field(default_factory=dict)
     in_flight: int = 0  # requests outstanding when this one was sent
+    done: bool = False
     met_slo: bool = False
 
 
@@ -126,6 +130,7 @@ class Driver:
         except Exception as exc:  # connection refused, reset…: counted, the run goes on
             outcome.error = type(exc).__name__
         outcome.latency_s = time.perf_counter() - started
+        outcome.done = True
 
 
 def _stages(answer: Answer) -> dict[str, float]:
@@ -173,7 +178,7 @@ async def run_phases(
             outcome = Outcome(phase=index, kind=rng.choices(kinds, weights)[0], scheduled=at, in_flight=in_flight)
             outcomes.append(outcome)
             if in_flight >= max_in_flight:
-                outcome.error = "client:too_many_in_flight"
+                outcome.error, outcome.done = "client:too_many_in_flight", True
             else:
                 task = asyncio.create_task(one(outcome, rng.choice(questions)))
                 tasks.add(task)
@@ -235,19 +240,22 @@ def plot(rows: list[dict[str, Any]], out: Path, stem: str) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths = []
-    offered = [r["offered_rps"] for r in rows]
+    by_load = sorted(rows, key=lambda r: r["offered_rps"])  # the customer profile goes up and down again
+    offered = [r["offered_rps"] for r in by_load]
     fig, ax = plt.subplots(figsize=(6, 4))
     for q in ("p50", "p95", "p99"):
-        ax.plot(offered, [r["latency_s"][q] for r in rows], marker="o", label=f"latency {q}")
+        ax.plot(offered, [r["latency_s"][q] for r in by_load], marker="o", label=f"latency {q}")
     if any(r["ttft_s"]["p95"] for r in rows):
-        ax.plot(offered, [r["ttft_s"]["p95"] for r in rows], marker="s", linestyle="--", label="first token p95")
+        ax.plot(offered, [r["ttft_s"]["p95"] for r in by_load], marker="s", linestyle="--", label="first token p95")
     ax.set(xlabel="offered load (requests/s)", ylabel="seconds", title="Latency vs offered load")
     ax.legend()
     paths.append(out / f"{stem}-latency.png")
     fig.savefig(paths[-1], dpi=100, bbox_inches="tight")
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r["mean_in_flight"] for r in rows], [r["achieved_rps"] for r in rows], marker="o", label="achieved")
-    ax.plot([r["mean_in_flight"] for r in rows], [r["goodput_rps"] for r in rows], marker="x", label="goodput")
+    by_flight = sorted(rows, key=lambda r: r["mean_in_flight"])
+    flight = [r["mean_in_flight"] for r in by_flight]
+    ax.plot(flight, [r["achieved_rps"] for r in by_flight], marker="o", label="achieved")
+    ax.plot(flight, [r["goodput_rps"] for r in by_flight], marker="x", label="goodput")
     ax.set(xlabel="requests in flight (mean)", ylabel="requests/s", title="Throughput vs concurrency")
     ax.legend()
     paths.append(out / f"{stem}-throughput.png")
@@ -284,17 +292,17 @@ def _phases(args: argparse.Namespace) -> list[Phase]:
     ]
 
 
-def _saturated(phase_outcomes: list[Outcome], phase: Phase, ran: list[Phase], first_p95: list[float]) -> bool:
-    ok = [o.latency_s for o in phase_outcomes if not o.error]
-    errors = sum(1 for o in phase_outcomes if o.error)
+def _saturated(phase_outcomes: list[Outcome], ran: list[Phase], first_p95: list[float]) -> bool:
+    """At the end of a ramp step: more than 5 % errors, more than 10 % of its requests still unanswered
+    (the server no longer keeps up with the offered rate), or a p95 four times the first step's."""
+    arrived = max(1, len(phase_outcomes))
+    finished = [o for o in phase_outcomes if o.done]
+    ok = [o.latency_s for o in finished if not o.error]
     p95 = float(np.percentile(ok, 95)) if ok else float("inf")
     if len(ran) == 1:
         first_p95.append(p95)
-    return (
-        errors > 0.05 * max(1, len(phase_outcomes))
-        or len(ok) < 0.9 * phase.rate * phase.seconds
-        or p95 > 4 * first_p95[0]
-    )
+    errors = len(finished) - len(ok)
+    return errors > 0.05 * arrived or len(finished) < 0.9 * arrived or p95 > 4 * first_p95[0]
 
 
 def _mix(text: str) -> dict[str, float]:
@@ -307,12 +315,29 @@ def _mix(text: str) -> dict[str, float]:
     return mix
 
 
+def cache_counts(http_url: str) -> dict[str, float]:
+    """The gateway's retrieval-cache lookups so far, from its /metrics (empty if it has none)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = httpx.get(f"{http_url}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return {}
+    return {
+        sample.labels["result"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "albert_cache_requests"
+        for sample in family.samples
+        if sample.labels.get("cache") == "retrieval"
+    }
+
+
 async def _run(args: argparse.Namespace, http_url: str, grpc_target: str | None, questions: list[str]) -> Any:
     phases = _phases(args)
     http = AsyncAnswerClient(http_url, timeout_s=args.timeout, retries=0)
     grpc = AsyncAnswerClient(grpc_target, timeout_s=args.timeout, retries=0) if grpc_target else None
     first_p95: list[float] = []
-    stop = (lambda done, phase, ran: _saturated(done, phase, ran, first_p95)) if args.scenario == "ramp" else None
+    stop = (lambda done, _phase, ran: _saturated(done, ran, first_p95)) if args.scenario == "ramp" else None
     try:
         return await run_phases(
             Driver(http, grpc, args.max_tokens),
@@ -349,6 +374,9 @@ def main() -> int:
     parser.add_argument("--slo-answer-s", type=float, default=15.0)
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="local stack: gateway caches off (every request does all its work)"
+    )
     parser.add_argument("--smoke", action="store_true", help="a few seconds on a local stack, short answers")
     args = parser.parse_args()
     if args.smoke:
@@ -359,11 +387,18 @@ def main() -> int:
     questions = corpus_questions(settings, 1000, seed=args.seed)
     slo = Slo(args.slo_search_ms / 1000, args.slo_ttft_s, args.slo_answer_s)
     started = time.strftime("%Y%m%d-%H%M%S")
-    if args.http:
-        outcomes, ran = asyncio.run(_run(args, args.http, args.grpc, questions))
-    else:
-        with tempfile.TemporaryDirectory() as tmp, local_stack(settings, Path(tmp)) as (_, gateway):
-            outcomes, ran = asyncio.run(_run(args, gateway.url, args.grpc or gateway.grpc_target, questions))
+    env = {"ALBERT_CACHE_ENTRIES": "0"} if args.no_cache else {}
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        if args.http:
+            http_url, grpc_target = args.http, args.grpc
+        else:
+            _, gateway = stack.enter_context(local_stack(settings, Path(tmp), **env))
+            http_url, grpc_target = gateway.url, args.grpc or gateway.grpc_target
+        before = cache_counts(http_url)
+        outcomes, ran = asyncio.run(_run(args, http_url, grpc_target, questions))
+        after = cache_counts(http_url)
+    lookups = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in ("hit", "miss")}
+    hit_rate = lookups["hit"] / sum(lookups.values()) if sum(lookups.values()) else None
     rows = summarise(outcomes, ran, slo)
     print(f"\n{'phase':<18}{'offered':>8}{'achieved':>9}{'goodput':>8}{'p50 s':>8}{'p95 s':>8}{'p99 s':>8}"
           f"{'TTFT p95':>9}{'ITL p50':>8}  errors")  # fmt: skip
@@ -380,6 +415,7 @@ def main() -> int:
             "meta": {"date": started, "machine": f"{platform.machine()} {platform.processor()}", "cpus": os.cpu_count(),
                      "args": {k: str(v) for k, v in vars(args).items()}, "slo": asdict(slo)},
             "phases": rows,
+            "retrieval_cache": {**lookups, "hit_rate": hit_rate},
             "requests": [asdict(o) for o in outcomes],
         }  # fmt: skip
         (args.out / f"{stem}.json").write_text(json.dumps(report, indent=2))
@@ -392,7 +428,8 @@ def main() -> int:
     p95 = _pct([o.latency_s for o in outcomes if not o.error], 95)
     print(
         f"loadtest {args.scenario}: offered {total / seconds:.2f}/s, achieved {(total - errors) / seconds:.2f}/s, "
-        f"goodput {good / seconds:.2f}/s ({good / max(1, total):.0%} within SLO), p95 {p95} s, errors {errors}"
+        f"goodput {good / seconds:.2f}/s ({good / max(1, total):.0%} within SLO), p95 {p95} s, errors {errors}, "
+        f"retrieval cache hits {'-' if hit_rate is None else f'{hit_rate:.0%}'}"
     )
     return 0
 
