@@ -31,7 +31,13 @@ def _grpc_port(url: str) -> int:
 
 
 def _run_gateway(settings: Settings) -> None:
-    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.http_port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="info",
+        access_log=settings.access_log,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ while an earlier call is still in Triton: a search that arrives when nothing is 
 
 - Order: each caller gets the rows of its own texts, in its order.
 - Isolation: when a merged call fails, each caller's texts are retried on their own, so one bad text
-  fails only its caller.
+  fails only its caller (not after a timeout: that is Triton's, and every caller gets it at once).
 - Cancellation: a caller that stops waiting (client gone, deadline) is dropped from the batch if the
   batch has not left yet; otherwise its rows are discarded.
 - Deadlines: the merged call gets the longest remaining deadline of its callers; each caller still
@@ -138,8 +138,10 @@ class MicroBatcher:
         try:
             vectors = await self._call(texts, kind, timeout)
         except Exception as exc:
-            if len(batch) == 1:
-                _settle(batch[0], exc)
+            if len(batch) == 1 or isinstance(exc, BackendTimeout):
+                # A timeout is Triton's, not a text's: retrying each caller would only double their wait.
+                for item in batch:
+                    _settle(item, exc)
                 return
             # One caller's text may be what failed: each caller on its own, concurrently.
             await asyncio.gather(*(self._run([item], kind) for item in batch))

@@ -48,7 +48,6 @@ class _Request:
     """Input tensors of one generation, named and shaped as the interface says."""
 
     def __init__(self, interface: GeneratorInterface) -> None:
-        self.names = interface.inputs
         self.batched = interface.batched
         self.tensors: list[grpcclient.InferInput] = []
 

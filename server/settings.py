@@ -57,6 +57,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     triton_timeout_s: float = 10.0
     """Deadline of one inference call to Triton; past it the request fails with 503 instead of hanging."""
 
+    access_log: bool = True
+    """One log line per HTTP request (uvicorn's access log); about 2.5 % of the gateway's CPU under load
+    (benchmarks/README.md, profile). /metrics counts requests either way."""
+
     model_interface: Path | None = None
     """The rendered repository's albert_interface.json: which Triton models and tensors the gateway calls
     (written by ``python -m build_engines render``); defaults to the one in the cache's repository."""

@@ -104,6 +104,27 @@ def test_a_failing_text_fails_only_its_caller() -> None:
     assert ["bad one"] in backend.batches and ["ok 1"] in backend.batches
 
 
+def test_a_timeout_is_not_retried_caller_by_caller() -> None:
+    calls: list[list[str]] = []
+
+    async def slow(texts: list[str], kind: str, timeout_s: float | None) -> NDArray[np.float32]:
+        calls.append(list(texts))
+        await asyncio.sleep(0.01)
+        raise BackendTimeout("embedding: Triton did not answer in time")
+
+    batcher = MicroBatcher(slow, max_batch=32, max_wait_s=0.01)
+
+    async def main() -> list[Any]:
+        warm = asyncio.create_task(batcher.embed(["warm-up"]))
+        await asyncio.sleep(0)
+        rest = await asyncio.gather(*(batcher.embed([f"q{i}"]) for i in range(5)), return_exceptions=True)
+        return [*await asyncio.gather(warm, return_exceptions=True), *rest]
+
+    results = asyncio.run(main())
+    assert all(isinstance(r, BackendTimeout) for r in results)
+    assert calls == [["warm-up"], ["q0", "q1", "q2", "q3", "q4"]]
+
+
 def test_cancelled_and_late_callers() -> None:
     backend = Backend(delay_s=0.05)
     batcher = MicroBatcher(backend, max_batch=32, max_wait_s=0.02)
