@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tomllib
 from dataclasses import replace
 from pathlib import Path
 
@@ -296,3 +297,12 @@ def test_llmapi_rules(tmp_path: Path, dirs: dict[str, Path]) -> None:
     (dirs["hf"] / "tokenizer.json").unlink()
     with pytest.raises(DeploymentError, match=r"has no tokenizer\.json"):
         load_case(tmp_path, base)
+
+
+def test_the_guide_s_deployment_file_has_only_known_keys() -> None:
+    """The example in build_engines/README.md, as platform teams will copy it (paths not checked here)."""
+    readme = (SOURCE_REPOSITORY.parent / "build_engines" / "README.md").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    deployment = msgspec.convert(tomllib.loads(block), Deployment, dec_hook=lambda _kind, value: Path(value))
+    assert deployment.profile == "trtllm-engine" and deployment.trtllm is not None
+    assert deployment.trtllm.launcher == ["docker", "exec", "trtllm"]
