@@ -4,7 +4,7 @@
 renders (Triton ignores files there), from the same definitions the configs are rendered with. The gateway
 reads it at start-up, so one gateway talks to every profile — the CPU python models, TensorRT-LLM's
 ensemble, the LLM-API model — without a name written twice. On first use the gateway also checks the
-names against the model's metadata as Triton serves it (``TritonGenerator``/``TritonEmbedder``).
+names against the generator's metadata as Triton serves it (``TritonGenerator``).
 
 Profiles differ in what the generator returns: the CPU model and the LLM-API model send a finish reason,
 the CPU model also sends token counts; when an output is ``None`` the gateway derives it (the stream's end,
