@@ -23,6 +23,7 @@ from tritonclient.utils import InferenceServerException
 
 from server.errors import ApiError, BackendTimeout, BackendUnavailable, Overloaded
 from server.model_interface import GeneratorInterface
+from server.triton_client import classify
 
 __all__ = ["Generated", "GenerationParams", "TritonGenerator"]
 
@@ -168,14 +169,8 @@ class TritonGenerator:
         return self.interface.served_model_name
 
     def _convert(self, exc: Exception) -> ApiError:
-        if isinstance(exc, grpc.aio.AioRpcError):
-            code, message = exc.code(), exc.details() or str(exc)
-        else:
-            status = str(exc.status() or "") if isinstance(exc, InferenceServerException) else ""
-            message = exc.message() if isinstance(exc, InferenceServerException) else str(exc)
-            message = message or str(exc)
-            code = grpc.StatusCode.DEADLINE_EXCEEDED if "DEADLINE_EXCEEDED" in status else None
-        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        kind, message = classify(exc)
+        if kind == "timeout":
             return BackendTimeout(
                 f"the generator did not finish in time (at most {self.timeout_s:g} s, or the caller's deadline); "
                 "generation was stopped",
@@ -183,7 +178,7 @@ class TritonGenerator:
             )
         if message.startswith("generator overloaded"):
             return Overloaded(f"{message}; retry in a moment", code="generator_overloaded")
-        if code == grpc.StatusCode.UNAVAILABLE:
+        if kind == "unreachable":
             return BackendUnavailable(f"the generator is unreachable ({message})", code="generator_unavailable")
         return BackendUnavailable(f"the generator failed: {message}", code="generator_error")
 

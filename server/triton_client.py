@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
+import grpc
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from numpy.typing import NDArray
@@ -12,15 +14,33 @@ from tritonclient.utils import InferenceServerException
 from server.errors import ApiError, BackendTimeout, BackendUnavailable
 from server.model_interface import EmbedderInterface
 
-__all__ = ["TritonEmbedder"]
+__all__ = ["TritonEmbedder", "classify"]
+
+
+Failure = Literal["timeout", "unreachable", "error"]
+
+
+def classify(exc: Exception) -> tuple[Failure, str]:
+    """What kind of Triton failure ``exc`` is (tritonclient's exception or a raw gRPC error), and its
+    message; the embedder and the generator turn it into their own API errors."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        code, message = exc.code(), exc.details() or str(exc)
+        status = code.name if isinstance(code, grpc.StatusCode) else ""
+    else:
+        status = str(exc.status() or "") if isinstance(exc, InferenceServerException) else ""
+        message = (exc.message() if isinstance(exc, InferenceServerException) else "") or str(exc)
+    if "DEADLINE_EXCEEDED" in status or "Deadline Exceeded" in message:
+        return "timeout", message
+    if "UNAVAILABLE" in status or "failed to connect" in message.lower():
+        return "unreachable", message
+    return "error", message
 
 
 def _convert(exc: InferenceServerException, what: str) -> ApiError:
-    status = str(exc.status() or "")
-    message = exc.message() or str(exc)
-    if "DEADLINE_EXCEEDED" in status or "Deadline Exceeded" in message:
+    kind, message = classify(exc)
+    if kind == "timeout":
         return BackendTimeout(f"{what}: Triton did not answer in time ({message})")
-    if "UNAVAILABLE" in status or "failed to connect" in message.lower():
+    if kind == "unreachable":
         return BackendUnavailable(f"{what}: Triton is unreachable ({message})")
     return BackendUnavailable(f"{what}: Triton returned an error ({message})")
 
