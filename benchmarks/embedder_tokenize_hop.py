@@ -1,5 +1,5 @@
 """The cost of the GPU embedder's design, side by side: e5 tokenisation in this process vs through the GPU
-profile's tokenizer model (``e5_embedder_tokenize``, python backend) in the real tritonserver.
+profile's tokenizer model (``embedder_tokenize``, python backend) in the real tritonserver.
 
     .venv/bin/python benchmarks/embedder_tokenize_hop.py            # full run (about a minute)
     .venv/bin/python benchmarks/embedder_tokenize_hop.py --smoke    # a few seconds
@@ -26,19 +26,20 @@ import tritonclient.grpc.aio as grpcaio
 from _common import closed_loop, corpus_questions
 
 from build_engines.repository import ModelSpec, render_model
-from inference.e5 import E5Tokenizer, bucket_width
+from inference.embedding import EncoderTokenizer, bucket_width
 from server.settings import Settings
 from server.tritonserver import TritonPorts, TritonProcess
 
-MODEL = "e5_embedder_tokenize"
+MODEL = "embedder_tokenize"
 
 
 def _repository(root: Path, model_dir: Path) -> Path:
     """A repository holding only the tokenizer model, rendered from its template as a deployment would."""
-    max_length = int(json.loads((model_dir / "e5.json").read_text())["max_length"])
+    max_length = int(json.loads((model_dir / "embedder.json").read_text())["max_length"])
     values = {"model_dir": model_dir, "max_length": max_length, "max_batch_size": 64, "queue_delay_us": 2000}
     out = root / "repository"
-    render_model(ModelSpec("e5_gpu/e5_tokenize", MODEL, {"model_name": MODEL, "instances": 1, **values}), out / MODEL)
+    spec = ModelSpec("embedder_gpu/tokenize", MODEL, {"model_name": MODEL, "instances": 1, **values})
+    render_model(spec, out / MODEL)
     return out
 
 
@@ -55,7 +56,7 @@ def _row(name: str, concurrency: int, latencies: list[float], seconds: float) ->
 
 
 async def _run(settings: Settings, queries: list[str], levels: list[int], work: Path) -> list[dict[str, object]]:
-    tokenizer = E5Tokenizer(settings.embedding_dir)
+    tokenizer = EncoderTokenizer(settings.embedding_dir)
 
     async def in_process(query: str) -> None:
         rows = tokenizer.ids([query], "query")

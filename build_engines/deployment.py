@@ -96,7 +96,7 @@ class GeneratorSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True,
 
 class EmbedderSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     model_dir: Path
-    name: str = "e5_embedder"
+    name: str = "embedder"
     kind: Literal["cpu", "gpu"] = "cpu"
     max_batch_size: int = 64
     queue_delay_us: int = 2000
@@ -188,15 +188,15 @@ class Deployment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froze
                 raise DeploymentError("[trtllm] applies to the GPU profiles only; remove it for profile cpu")
         else:
             self._check_gpu()
-        if not (e.model_dir / "e5.json").is_file():
+        if not (e.model_dir / "embedder.json").is_file():
             raise DeploymentError(
-                f"embedder.model_dir {e.model_dir} holds no e5.json (build the embedding model first)"
+                f"embedder.model_dir {e.model_dir} holds no embedder.json (build the embedding model first)"
             )
-        dtype = json.loads((e.model_dir / "e5.json").read_text()).get("dtype")
+        dtype = json.loads((e.model_dir / "embedder.json").read_text()).get("dtype")
         if e.kind == "gpu" and dtype == "int8":
             raise DeploymentError(
-                f"embedder.model_dir {e.model_dir} is an int8 CPU build; a GPU embedder takes an fp16 build "
-                "(python -m build_engines.e5 ... --fp16)"
+                f"embedder.model_dir {e.model_dir} is an int8 CPU build; a GPU embedder takes an fp16 or fp32 build "
+                "(python -m build_engines.e5 ... --fp16, or EmbeddingGemma with ALBERT_EMBEDDING_PRECISION=fp32)"
             )
         if e.kind == "cpu" and dtype == "float16":
             raise DeploymentError(f'embedder.model_dir {e.model_dir} is an fp16 GPU build; use it with kind = "gpu"')
@@ -282,4 +282,4 @@ def _decode(kind: type, value: object) -> object:
 
 
 def embedding_dim(deployment: Deployment) -> int:
-    return int(json.loads((deployment.embedder.model_dir / "e5.json").read_text())["dim"])
+    return int(json.loads((deployment.embedder.model_dir / "embedder.json").read_text())["dim"])

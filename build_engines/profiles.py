@@ -1,11 +1,13 @@
 """Deployment → repository plan, one function per profile (the templates live in model_repository/).
 
-- ``cpu``: model_repository/cpu — the e5 embedder and the int4 generator, both python-backend models.
+- ``cpu``: model_repository/cpu — the embedder (EmbeddingGemma or e5, onnxruntime) and the int4 generator, both
+  python-backend models.
 - ``trtllm-engine``: model_repository/trtllm_engine — TensorRT-LLM 1.2.x in-flight batching
   (preprocessing → tensorrt_llm → postprocessing, joined by an ensemble the gateway calls).
 - ``trtllm-llmapi``: model_repository/trtllm_llmapi — TensorRT-LLM's LLM-API model on an HF checkpoint.
-- ``embedder.kind = "gpu"``: model_repository/e5_gpu — an ensemble of a CPU tokenizer (python backend) and
-  the fp16 ONNX encoder on Triton's onnxruntime backend, under the same tensor names as the CPU model.
+- ``embedder.kind = "gpu"``: model_repository/embedder_gpu — an ensemble of a CPU tokenizer (python backend)
+  and the ONNX encoder (e5 in fp16, EmbeddingGemma in fp32) on Triton's onnxruntime backend, under the same
+  tensor names as the CPU model.
 
 The interface the gateway reads (server/model_interface.py) is written here, next to the values the
 templates are rendered with, so a tensor is named once per profile and checked against the rendered
@@ -62,23 +64,23 @@ def _embedder(deployment: Deployment) -> tuple[list[ModelSpec], EmbedderInterfac
     common = {"max_batch_size": e.max_batch_size, "queue_delay_us": e.queue_delay_us, "instances": e.instances}
     if e.kind == "cpu":
         values = {"model_name": e.name, "model_dir": e.model_dir, "model_file": "model.onnx", "dim": dim}
-        return [ModelSpec("cpu/e5_embedder", e.name, {**values, **common, "intra_op_threads": e.threads})], interface
+        return [ModelSpec("cpu/embedder", e.name, {**values, **common, "intra_op_threads": e.threads})], interface
     tokenize, encoder = f"{e.name}_tokenize", f"{e.name}_onnx"
-    max_length = int(json.loads((e.model_dir / "e5.json").read_text())["max_length"])
+    max_length = int(json.loads((e.model_dir / "embedder.json").read_text())["max_length"])
     models = [
         ModelSpec(
-            "e5_gpu/e5_tokenize",
+            "embedder_gpu/tokenize",
             tokenize,
             {"model_name": tokenize, "model_dir": e.model_dir, "max_length": max_length, **common},
         ),
         ModelSpec(
-            "e5_gpu/e5_onnx",
+            "embedder_gpu/onnx",
             encoder,
             {"model_name": encoder, "dim": dim, "optimization": _onnx_optimization(deployment), **common},
             files={"1/model.onnx": e.model_dir / "model.onnx"},
         ),
         ModelSpec(
-            "e5_gpu/e5_embedder",
+            "embedder_gpu/embedder",
             e.name,
             {
                 "model_name": e.name,
@@ -98,8 +100,11 @@ def _onnx_optimization(deployment: Deployment) -> str:
     if deployment.embedder.accelerator == "cuda":
         return "# CUDA execution provider (the default for KIND_GPU instances)."
     cache = deployment.embedder.model_dir / "trt-cache"
+    # fp16 engines for an fp16 build (e5); an fp32 build (EmbeddingGemma, whose activations overflow fp16)
+    # keeps fp32.
+    dtype = json.loads((deployment.embedder.model_dir / "embedder.json").read_text()).get("dtype")
     parameters = {
-        "precision_mode": "FP16",
+        "precision_mode": "FP16" if dtype == "float16" else "FP32",
         "max_workspace_size_bytes": str(2 << 30),
         "trt_engine_cache_enable": "1",
         "trt_engine_cache_path": str(cache),

@@ -27,7 +27,7 @@ from build_engines.templates import parse_model_config
 __all__ = ["DeployError", "deploy", "publish_version", "versions"]
 
 _TOOLS = ("tritonclient", "onnxruntime", "onnxruntime-genai", "tokenizers", "nvidia-pytriton")
-_METADATA_FILES = ("e5.json", "generator.json")
+_METADATA_FILES = ("embedder.json", "generator.json")
 
 
 class DeployError(RuntimeError):

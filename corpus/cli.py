@@ -28,25 +28,24 @@ def run_ingest(
     hide_titles: frozenset[str] = frozenset(),
     console: Console | None = None,
 ) -> IngestReport:
-    """Ingest with the in-process e5 encoder: the same ONNX file and tokenizer that Triton serves."""
-    from inference.e5 import E5Encoder  # onnxruntime is only needed here, not by every importer
+    """Ingest with the in-process encoder of the chosen embedder: the same ONNX file and tokenizer that Triton
+    serves."""
+    from inference.embedding import Encoder  # onnxruntime is only needed here, not by every importer
 
     model_dir = settings.embedding_dir
-    if not (model_dir / "e5.json").exists():
+    if not (model_dir / "embedder.json").exists():
         raise FileNotFoundError(f"embedding model {model_dir} is not built; run set-up")
-    encoder: E5Encoder | None = None
+    encoder: Encoder | None = None
 
     def embed(texts: Sequence[str]) -> NDArray[np.float32]:
         nonlocal encoder
         if encoder is None:  # loaded on first miss: an unchanged corpus never pays for it
-            encoder = E5Encoder(
-                model_dir, intra_op_threads=settings.embed_threads, max_length=settings.passage_max_tokens
-            )
+            encoder = Encoder(model_dir, intra_op_threads=settings.embed_threads, max_length=settings.passage_tokens)
         return encoder.encode(list(texts), "passage")
 
-    meta = json.loads((model_dir / "e5.json").read_text())
+    meta = json.loads((model_dir / "embedder.json").read_text())
     model_sha = meta["files"]["model.onnx"]["sha256"]
-    model_id = f"e5-{settings.embedding_precision}:{model_sha[:16]}:max{settings.passage_max_tokens}"
+    model_id = f"{settings.embedder}-{settings.embedding_precision}:{model_sha[:16]}:max{settings.passage_tokens}"
     return ingest(
         sources,
         out,

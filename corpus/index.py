@@ -2,11 +2,19 @@
 
 A *search unit* is one piece of text that can point a query to a fiche: each chunk (with its fiche title
 and section path as context) and one "head" per fiche (title, description, breadcrumb, and the titles of
-the questions the fiche lists as related). BM25 ranks every unit. Dense vectors exist for the units in
-the index's *dense scope*: ``all`` units on GPU hosts, or only the fiche heads (``heads``) for the CPU
-default, where embedding every chunk of the corpus would take over an hour on two cores. A second BM25
-index holds each answerable fiche as one document (head and whole body), which rewards fiches whose text
-as a whole matches rather than one passage. The retriever fuses the three rankings by fiche.
+the questions the fiche lists as related). BM25 ranks every unit. A second BM25 index holds each
+answerable fiche as one document (head and whole body), which rewards fiches whose text as a whole matches
+rather than one passage.
+
+Dense vectors say what a fiche is about. Their rows are set by the index's *dense scope*:
+- ``heads``: one vector per fiche head;
+- ``topics`` (CPU default): the heads, plus one short vector per *topic* of the fiche — its title with its
+  description, each heading path (chapters, situations and cases: "Rupture conventionnelle > Conditions >
+  Salarié protégé") and each related question — so that a question about one situation the fiche covers
+  meets that situation's own vector rather than an average of the whole fiche (about 45,000 short texts,
+  2-3 minutes on two cores);
+- ``all`` (GPU hosts): the topics and every chunk (an hour on two cores).
+A fiche's dense score is its best row. The retriever fuses the rankings by fiche.
 
 Everything is written to one directory with a manifest; loading reads arrays and msgpack, no parsing, so
 the gateway starts in seconds.
@@ -39,11 +47,12 @@ __all__ = [
     "Unit",
     "build_index",
     "load_index",
+    "topic_texts",
     "unit_text",
 ]
 
-FORMAT_VERSION = 2
-DenseScope = Literal["heads", "all"]
+FORMAT_VERSION = 3
+DenseScope = Literal["heads", "topics", "all"]
 Embed = Callable[[Sequence[str]], NDArray[np.float32]]
 Progress = Callable[[int], None]
 
@@ -71,6 +80,18 @@ class Manifest(msgspec.Struct, kw_only=True):
     hidden_titles: int = 0
 
 
+def topic_texts(fiche: Fiche, *, hidden: frozenset[str] = frozenset()) -> list[str]:
+    """The short texts of what ``fiche`` is about, beyond its head: title with description, every heading path
+    (prefixed by the title), every related question. De-duplicated, in the fiche's order."""
+    title = None if fiche.id in hidden else fiche.title
+    texts = [" : ".join(p for p in (title, fiche.description) if p)]
+    for block in fiche.blocks:
+        for depth in range(1, len(block.path) + 1):
+            texts.append(" > ".join(((title,) if title else ()) + block.path[:depth]))
+    texts.extend(q.question for q in fiche.related_questions if q.id not in hidden)
+    return [t for t in dict.fromkeys(texts) if t.strip()]
+
+
 def unit_text(fiche: Fiche, chunk: Chunk | None, *, hidden: frozenset[str] = frozenset()) -> str:
     """The text a unit is found by, for BM25 and for the dense vector alike.
 
@@ -95,11 +116,22 @@ class SearchIndex:
     fiche_ids: list[str]
     audience_bits: NDArray[np.uint8]  # uint8 [units], bit i = AUDIENCES[i]
     bm25: bm25s.BM25
-    vectors: NDArray[np.float32]  # float32 [dense units, dim], L2-normalised
-    dense_units: NDArray[np.int32]  # int32 [dense units] -> unit position
+    vectors: NDArray[np.float32]  # float32 [dense rows, dim], L2-normalised
+    dense_units: NDArray[np.int32]  # int32 [dense rows] -> unit position, -1 for a topic row
+    dense_fiche: NDArray[np.int32]  # int32 [dense rows] -> position in fiche_ids
     fiche_bm25: bm25s.BM25  # one document per answerable fiche
     fiche_docs: NDArray[np.int32]  # int32 [fiche documents] -> position in fiche_ids
     fiche_doc_bits: NDArray[np.uint8]  # uint8 [fiche documents], audience bits as audience_bits
+    fiche_bits: NDArray[np.uint8]  # uint8 [fiche_ids], audience bits as audience_bits
+    head_rows: NDArray[np.bool_]  # bool [dense rows]: the row is a fiche head
+    chunk_rows: NDArray[np.bool_]  # bool [dense rows]: the row is a chunk
+    dense_groups: NDArray[np.intp]  # first row of each run of dense rows of one fiche
+    dense_group_fiche: NDArray[np.int32]  # the fiche of each run
+    unit_groups: NDArray[np.intp]  # first unit of each run of units of one fiche
+    unit_group_fiche: NDArray[np.int32]  # the fiche of each run
+
+    def dense_audience_mask(self, audience: str | None) -> NDArray[np.bool_] | None:
+        return _mask(self.fiche_bits[self.dense_fiche], audience)
 
     def fiche_audience_mask(self, audience: str | None) -> NDArray[np.bool_] | None:
         return _mask(self.fiche_doc_bits, audience)
@@ -118,6 +150,7 @@ class SearchIndex:
         (tmp / "units.msgpack").write_bytes(enc.encode(self.units))
         np.save(tmp / "vectors.npy", self.vectors)
         np.save(tmp / "dense_units.npy", self.dense_units)
+        np.save(tmp / "dense_fiche.npy", self.dense_fiche)
         self.bm25.save(str(tmp / "bm25"), show_progress=False)
         self.fiche_bm25.save(str(tmp / "bm25_fiches"), show_progress=False)
         (tmp / "manifest.json").write_bytes(msgspec.json.format(msgspec.json.encode(self.manifest)))
@@ -161,7 +194,8 @@ def load_index(directory: Path) -> SearchIndex:
     bm25 = bm25s.BM25.load(str(directory / "bm25"), show_progress=False)
     fiche_bm25 = bm25s.BM25.load(str(directory / "bm25_fiches"), show_progress=False)
     vectors, dense_units = np.load(directory / "vectors.npy"), np.load(directory / "dense_units.npy")
-    return _assemble(manifest, fiches, chunks, units, vectors, dense_units, bm25, fiche_bm25)
+    dense_fiche = np.load(directory / "dense_fiche.npy")
+    return _assemble(manifest, fiches, chunks, units, vectors, dense_units, dense_fiche, bm25, fiche_bm25)
 
 
 def _assemble(
@@ -171,6 +205,7 @@ def _assemble(
     units: list[Unit],
     vectors: NDArray[np.float32],
     dense_units: NDArray[np.int32],
+    dense_fiche: NDArray[np.int32],
     bm25: bm25s.BM25,
     fiche_bm25: bm25s.BM25,
 ) -> SearchIndex:
@@ -179,21 +214,36 @@ def _assemble(
     position = {fid: i for i, fid in enumerate(fiche_ids)}
     bits = {fid: sum(1 << AUDIENCES.index(a) for a in f.audiences) for fid, f in by_id.items()}
     answerable = [f for f in by_id.values() if f.answerable]
+    unit_fiche = np.fromiter((position[u.fiche_id] for u in units), dtype=np.int32, count=len(units))
+    dense_starts, unit_starts = _runs(dense_fiche), _runs(unit_fiche)
     return SearchIndex(
         manifest=manifest,
         fiches=by_id,
         chunks={c.id: c for c in chunks},
         units=units,
-        unit_fiche=np.fromiter((position[u.fiche_id] for u in units), dtype=np.int32, count=len(units)),
+        unit_fiche=unit_fiche,
         fiche_ids=fiche_ids,
         audience_bits=np.fromiter((bits[u.fiche_id] for u in units), dtype=np.uint8, count=len(units)),
         bm25=bm25,
         vectors=vectors.astype(np.float32, copy=False),
         dense_units=dense_units.astype(np.int32, copy=False),
+        dense_fiche=dense_fiche.astype(np.int32, copy=False),
         fiche_bm25=fiche_bm25,
         fiche_docs=np.array([position[f.id] for f in answerable], dtype=np.int32),
         fiche_doc_bits=np.array([bits[f.id] for f in answerable], dtype=np.uint8),
+        fiche_bits=np.array([bits[fid] for fid in fiche_ids], dtype=np.uint8),
+        head_rows=np.array([u >= 0 and units[u].kind == "head" for u in dense_units.tolist()], dtype=np.bool_),
+        chunk_rows=np.array([u >= 0 and units[u].kind == "chunk" for u in dense_units.tolist()], dtype=np.bool_),
+        dense_groups=dense_starts,
+        dense_group_fiche=dense_fiche[dense_starts].astype(np.int32),
+        unit_groups=unit_starts,
+        unit_group_fiche=unit_fiche[unit_starts],
     )
+
+
+def _runs(owner: NDArray[np.int32]) -> NDArray[np.intp]:
+    """First position of each run of equal values (for ``np.maximum.reduceat``: a fiche's best row or unit)."""
+    return np.flatnonzero(np.diff(owner, prepend=-1) != 0) if len(owner) else np.zeros(0, np.intp)
 
 
 def fingerprint(parts: Sequence[str]) -> str:
@@ -211,6 +261,7 @@ def build_index(
     batch_size: int = 64,
 ) -> SearchIndex:
     """Build units, BM25 and vectors. ``embed`` maps passages (without prefix) to normalised vectors."""
+    by_id = {f.id: f for f in fiches}
     units: list[Unit] = []
     texts: list[str] = []
     documents: list[str] = []
@@ -233,17 +284,35 @@ def build_index(
     # Whole-fiche documents are long: a lower b penalises length less, a lower k1 saturates repeats sooner.
     fiche_bm25 = bm25s.BM25(k1=0.9, b=0.4)
     fiche_bm25.index([analyzer(t) or [""] for t in documents], show_progress=False)
-    dense = [i for i, u in enumerate(units) if manifest.dense_scope == "all" or u.kind == "head"]
-    vectors = np.zeros((len(dense), manifest.dim), dtype=np.float32)
-    for start in range(0, len(dense), batch_size):
-        batch = dense[start : start + batch_size]
-        vectors[start : start + len(batch)] = embed([texts[i] for i in batch])
+    # Dense rows: (unit position or -1, fiche id, text).
+    rows: list[tuple[int, str, str]] = []
+    for position, unit in enumerate(units):
+        if unit.kind == "head":
+            rows.append((position, unit.fiche_id, texts[position]))
+            if manifest.dense_scope != "heads":
+                fiche = by_id[unit.fiche_id]
+                rows.extend((-1, fiche.id, t) for t in topic_texts(fiche, hidden=hide_titles))
+        elif manifest.dense_scope == "all":
+            rows.append((position, unit.fiche_id, texts[position]))
+    vectors = np.zeros((len(rows), manifest.dim), dtype=np.float32)
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        vectors[start : start + len(batch)] = embed([text for _, _, text in batch])
         if progress is not None:
             progress(len(batch))
     manifest.units = len(units)
     manifest.hidden_titles = len(hide_titles)
     manifest.built_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     all_chunks = [c for f in fiches for c in chunks_by_fiche.get(f.id, [])]
+    fiche_position = {f.id: i for i, f in enumerate(fiches)}
     return _assemble(
-        manifest, list(fiches), all_chunks, units, vectors, np.array(dense, dtype=np.int32), bm25, fiche_bm25
+        manifest,
+        list(fiches),
+        all_chunks,
+        units,
+        vectors,
+        np.array([unit for unit, _, _ in rows], dtype=np.int32),
+        np.array([fiche_position[fiche_id] for _, fiche_id, _ in rows], dtype=np.int32),
+        bm25,
+        fiche_bm25,
     )

@@ -14,14 +14,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from corpus.chunk import DEFAULT_MAX_WORDS, chunk_fiche
 from corpus.embed_cache import EmbeddingCache
-from corpus.index import FORMAT_VERSION, DenseScope, Manifest, build_index, fingerprint, read_manifest
+from corpus.index import FORMAT_VERSION, DenseScope, Manifest, build_index, fingerprint, read_manifest, topic_texts
 from corpus.records import Fiche
 from corpus.sources import CorpusSource, Rejected, describe_source, read_source
 
-__all__ = ["INGEST_VERSION", "IngestReport", "ingest", "load_fiches"]
+__all__ = ["INGEST_VERSION", "IngestReport", "ingest", "load_fiches", "progress_bars"]
 
 # Bump when parsing, chunking or unit texts change, so that existing indexes are rebuilt.
-INGEST_VERSION = "1"
+INGEST_VERSION = "2"
 
 Embed = Callable[[Sequence[str]], NDArray[np.float32]]
 
@@ -40,7 +40,8 @@ class IngestReport:
     seconds: float = 0.0
 
 
-def _progress(console: Console) -> Progress:
+def progress_bars(console: Console) -> Progress:
+    """The progress display of every long step (set-up's builds, the ingest): description, bar, count, time."""
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -121,13 +122,17 @@ def ingest(
         calls += len(texts)
         return embed(texts)
 
-    with _progress(console) as progress:
+    with progress_bars(console) as progress:
         fiches, rejected = load_fiches([s.path for s in described], progress)
         fiches.sort(key=lambda f: f.id)
         chunks = {f.id: chunk_fiche(f, max_words) for f in fiches}
         answerable = [f for f in fiches if f.answerable]
         n_units = sum(1 + len(chunks[f.id]) for f in answerable)
-        n_dense = n_units if dense_scope == "all" else len(answerable)
+        n_dense = len(answerable)
+        if dense_scope != "heads":
+            n_dense += sum(len(topic_texts(f, hidden=hide_titles)) for f in answerable)
+        if dense_scope == "all":
+            n_dense += n_units - len(answerable)
         manifest = Manifest(
             format=FORMAT_VERSION,
             fingerprint=key,

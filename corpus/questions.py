@@ -7,6 +7,8 @@ particuliers corpus). Every n-th one, by fiche id, is held out as the hidden-tit
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from corpus.index import SearchIndex
@@ -18,13 +20,14 @@ QUESTION_TYPES = ("Fiche Question-réponse", "Fiche Question-réponse conditionn
 EVALUATION_SIZE = 240
 
 
-def _question_fiches(index: SearchIndex) -> list[Fiche]:
-    return sorted((f for f in index.fiches.values() if f.answerable and f.type in QUESTION_TYPES), key=lambda f: f.id)
+def _question_fiches(fiches: Mapping[str, Fiche]) -> list[Fiche]:
+    return sorted((f for f in fiches.values() if f.answerable and f.type in QUESTION_TYPES), key=lambda f: f.id)
 
 
-def evaluation_fiches(index: SearchIndex) -> list[Fiche]:
-    """The hidden-title evaluation set: every n-th question fiche by id, 240 of them."""
-    candidates = _question_fiches(index)
+def evaluation_fiches(fiches: Mapping[str, Fiche]) -> list[Fiche]:
+    """The hidden-title evaluation set: every n-th question fiche by id, 240 of them (``fiches``: by id, as an
+    index holds them)."""
+    candidates = _question_fiches(fiches)
     step = max(1, len(candidates) // EVALUATION_SIZE)
     return candidates[::step][:EVALUATION_SIZE]
 
@@ -32,7 +35,7 @@ def evaluation_fiches(index: SearchIndex) -> list[Fiche]:
 def load_questions(index: SearchIndex, n: int, *, seed: int) -> list[str]:
     """``n`` question titles (fewer if the corpus has fewer), picked with ``seed``, none from the evaluation
     set."""
-    held_out = {f.id for f in evaluation_fiches(index)}
-    titles = [f.title for f in _question_fiches(index) if f.id not in held_out]
+    held_out = {f.id for f in evaluation_fiches(index.fiches)}
+    titles = [f.title for f in _question_fiches(index.fiches) if f.id not in held_out]
     rng = np.random.default_rng(seed)
     return [titles[i] for i in rng.choice(len(titles), size=min(n, len(titles)), replace=False)]

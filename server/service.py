@@ -55,12 +55,7 @@ class SearchService:
         self.metrics = metrics or GatewayMetrics()
         self.vectors: LruCache[NDArray[np.float32]] = self._cache("embedding")
         self.results: LruCache[Retrieval] = self._cache("retrieval")
-        self.searcher = HybridSearcher(
-            index,
-            SearchParams(
-                candidates=settings.candidates, rrf_k=settings.rrf_k, excerpts_per_fiche=settings.excerpts_per_fiche
-            ),
-        )
+        self.searcher = HybridSearcher(index, SearchParams.from_settings(settings))
 
     def _cache(self, name: str) -> LruCache[Any]:
         lookups, entries = self.metrics.cache_requests, self.metrics.cache_entries.labels(name)

@@ -14,11 +14,35 @@ from typing import Any, Literal
 
 import msgspec
 
-__all__ = ["Settings", "SettingsError"]
+__all__ = ["EMBEDDER_DEFAULTS", "EmbedderDefaults", "Settings", "SettingsError"]
 
 
 class SettingsError(ValueError):
     pass
+
+
+class EmbedderDefaults(msgspec.Struct, frozen=True):
+    """Retrieval choices that depend on the embedding model, each measured for it (benchmarks/README.md):
+    cosines, and how much to trust them against BM25, differ from one model to another."""
+
+    fusion: Literal["scores", "rrf"]
+    dense_weight: float
+    expand_dense_query: bool
+    """Embed the query with its acronym and everyday-word expansions (e5 gains from them; EmbeddingGemma
+    loses: it reads them better unaided)."""
+    min_dense_cosine: float
+    """The coverage rule's threshold, calibrated on the situational and off-topic question sets (README)."""
+    passage_max_tokens: int
+
+
+EMBEDDER_DEFAULTS = {
+    "e5-small": EmbedderDefaults(
+        fusion="rrf", dense_weight=1.0, expand_dense_query=True, min_dense_cosine=0.857, passage_max_tokens=256
+    ),
+    "embeddinggemma": EmbedderDefaults(
+        fusion="scores", dense_weight=5.0, expand_dense_query=False, min_dense_cosine=0.34, passage_max_tokens=128
+    ),
+}
 
 
 def _default_cache() -> Path:
@@ -86,6 +110,39 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_k: int = 50
     """Largest accepted k."""
 
+    audience_filter: Literal["prefer", "strict"] = "prefer"
+    """How a request's audience acts: ``prefer`` ranks fiches of every audience and demotes those outside the
+    requested one (questions cross audiences: a consumer rule filed under professionnels, a start-up aid under
+    particuliers); ``strict`` returns only its fiches."""
+
+    other_audience_penalty: float = 0.1
+    """``prefer`` with score fusion: subtracted from the score of a fiche outside the requested audience (the
+    scores are cosines plus at most ``1.5 x lexical_boost``)."""
+
+    other_audience_weight: float = 0.5
+    """``prefer`` with rank fusion: factor on the fused score of a fiche outside the requested audience."""
+
+    fusion: Literal["scores", "rrf"] | None = None
+    """How the dense and BM25 scores are fused (server/retrieval/search.py); default: the chosen embedder's
+    (EmbeddingGemma: scores, e5: rrf)."""
+
+    lexical_boost: float = 0.1
+    """Score fusion: weight of the whole-fiche BM25 score (divided by the query's best) added to the cosine;
+    the best unit's BM25 score counts half as much."""
+
+    dense_weight: float | None = None
+    """Rank fusion: weight of the dense ranking (the two BM25 rankings weigh 1); default: the chosen embedder's
+    (EmbeddingGemma 5, e5 1)."""
+
+    dense_query_expansion: bool | None = None
+    """Embed the query with its acronym and everyday-word expansions (BM25 always gets them); default: the
+    chosen embedder's (e5 yes, EmbeddingGemma no)."""
+
+    dense_feedback: float = 0.0
+    """Pseudo-relevance feedback on the dense side: the query vector moves towards the mean head of its three
+    best fiches by this weight before scoring again; 0 turns it off (0.3 lost 5 points of recall@5 on the dev
+    split: benchmarks/README.md)."""
+
     candidates: int = 200
     """Units kept from each of the lexical and dense rankings before fusion."""
 
@@ -98,14 +155,33 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     embed_threads: int = 2
     """onnxruntime intra-op threads of one embedding model instance (Triton and ingestion)."""
 
+    embedder: Literal["embeddinggemma", "e5-small"] = "embeddinggemma"
+    """The embedding model served and used for ingestion: EmbeddingGemma-300m (768-d; the stronger one: recall@5
+    0.84 against 0.61 for e5 on the dev split, benchmarks/README.md) or multilingual-e5-small (384-d, faster).
+    Changing it rebuilds the index."""
+
+    embedder_finetuned: bool = False
+    """Serve EmbeddingGemma fine-tuned on pairs mined from the corpus (and ``finetune_pairs``): set-up runs
+    ``python -m build_engines finetune-embedder`` and indexes with it. Off by default: it did not beat the base
+    model on the dev split (benchmarks/README.md)."""
+
+    finetune_pairs: Path | None = None
+    """Extra training pairs for the fine-tuned embedder, JSONL ``{"query": ..., "fiche_id": ...}`` (e.g. the
+    fiches advisors chose for their questions)."""
+
     embedding_precision: Literal["int8", "fp32"] = "int8"
-    """Weights of the e5 ONNX model served and used for ingestion (int8: cosine >= 0.998 to fp32, smaller)."""
+    """Weights of the embedding model's ONNX file (int8: cosine >= 0.99 to fp32, 2-3x faster on CPU; fp32
+    for GPU hosts)."""
 
-    passage_max_tokens: int = 256
-    """Tokens of a passage that are embedded at ingestion (the lexical index sees the whole chunk)."""
+    passage_max_tokens: int | None = None
+    """Tokens of a passage that are embedded at ingestion (the lexical index sees the whole chunk); default: the
+    chosen embedder's (EmbeddingGemma 128: fiche heads embed in half the time of 256 at the same recall on the
+    dev split; e5 256)."""
 
-    dense_scope: Literal["heads", "all"] = "heads"
-    """Units that get a dense vector: fiche heads only (CPU default, minutes) or every chunk (GPU hosts)."""
+    dense_scope: Literal["heads", "topics", "all"] = "heads"
+    """What gets a dense vector: fiche heads only (the CPU default); heads and topics (title with description,
+    every heading path — chapters, situations, cases — and related question: 45,000 short texts); or topics and
+    every chunk too (GPU hosts). benchmarks/README.md has what each gives and costs."""
 
     generator_threads: int = 2
     """onnxruntime intra-op threads of the CPU generator (written into its genai_config.json at build)."""
@@ -137,12 +213,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     answer_max_tokens: int = 1024
     """Largest max_tokens a request may ask for."""
 
-    relevance_min_dense: float = 0.857
+    relevance_min_dense: float | None = None
     """The fiches cover a question when its best dense cosine (query vs fiche heads) reaches this...
 
     ...or its best whole-fiche BM25 score reaches ``relevance_min_lexical``; otherwise the answer says the
-    fiches do not cover it, without generating. Calibrated for the int8 e5-small model (README); another
-    embedding model needs its own values."""
+    fiches do not cover it, without generating. Default: the value calibrated for the chosen embedder
+    (README, "Answers"); cosines of different models are not comparable."""
 
     relevance_min_lexical: float = 9.0
     """See ``relevance_min_dense``."""
@@ -174,6 +250,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     grpc_tls_client_ca: Path | None = None
     """PEM CA bundle: when set, clients must present a certificate it signed (mutual TLS)."""
 
+    def __post_init__(self) -> None:
+        if self.embedder_finetuned and self.embedder != "embeddinggemma":
+            raise SettingsError("ALBERT_EMBEDDER_FINETUNED applies to ALBERT_EMBEDDER=embeddinggemma only")
+
     @property
     def resolved_model_interface(self) -> Path:
         return self.model_interface or self.repository_dir / "albert_interface.json"
@@ -188,8 +268,33 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
     @property
     def embedding_dir(self) -> Path:
-        """The built e5 model directory (model.onnx, tokenizer.json, e5.json) for the chosen precision."""
-        return self.models_dir / f"e5-{self.embedding_precision}"
+        """The built embedding model directory (model.onnx, tokenizer.json, embedder.json) for the chosen
+        embedder and precision."""
+        name = (
+            "e5"
+            if self.embedder == "e5-small"
+            else "embeddinggemma-ft"
+            if self.embedder_finetuned
+            else "embeddinggemma"
+        )
+        return self.models_dir / f"{name}-{self.embedding_precision}"
+
+    @property
+    def embedder_defaults(self) -> EmbedderDefaults:
+        """What was tuned for the chosen embedder (used where the matching setting is left unset)."""
+        return EMBEDDER_DEFAULTS[self.embedder]
+
+    @property
+    def passage_tokens(self) -> int:
+        """``passage_max_tokens``, or the chosen embedder's default."""
+        return self.passage_max_tokens or self.embedder_defaults.passage_max_tokens
+
+    @property
+    def min_dense_cosine(self) -> float:
+        """``relevance_min_dense``, or the chosen embedder's calibrated value."""
+        if self.relevance_min_dense is not None:
+            return self.relevance_min_dense
+        return self.embedder_defaults.min_dense_cosine
 
     @property
     def repository_dir(self) -> Path:

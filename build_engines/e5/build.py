@@ -1,6 +1,6 @@
 """Produce a ready-to-serve E5 model directory from either weight source, atomically.
 
-The directory holds ``model.onnx``, ``tokenizer.json`` and ``e5.json`` (what was built, from what, by
+The directory holds ``model.onnx``, ``tokenizer.json`` and ``embedder.json`` (what was built, from what, by
 which tool versions, and the checks it passed). Everything is written to a temporary sibling directory
 and renamed into place at the end, so a crash or Ctrl-C never leaves a half-written model where the
 Triton repository or the indexer would pick it up.
@@ -32,7 +32,7 @@ from build_engines.e5.quantize import Int8Recipe, compare_models, convert_fp16, 
 from build_engines.e5.tokenizer import DEFAULT_MAX_LENGTH, build_tokenizer
 from build_engines.e5.weights import E5Weights
 from build_engines.fetch import sha256_file
-from inference.e5 import PREFIXES, E5Encoder
+from inference.embedding import PREFIXES, Encoder
 
 __all__ = ["BUILDER_VERSION", "BuildRequest", "build_model_dir"]
 
@@ -119,10 +119,10 @@ def _save_onnx(weights: E5Weights, path: Path, source: str, log: Callable[[str],
     return external
 
 
-def _smoke_check(model_dir: Path, max_length: int, threads: int, ranking: bool) -> dict[str, float]:
+def smoke_check(model_dir: Path, max_length: int, threads: int, ranking: bool) -> dict[str, float]:
     """Refuse to publish a model whose vectors are not unit-length or (``ranking``) rank an obvious pair
     wrongly — the cheapest way to catch a wrong tokenizer or a swapped tensor before serving it."""
-    encoder = E5Encoder(model_dir, intra_op_threads=threads, max_length=max_length)
+    encoder = Encoder(model_dir, intra_op_threads=threads, max_length=max_length)
     query = encoder.encode([_SMOKE_QUERY], "query")[0]
     passages = encoder.encode(list(_SMOKE_PASSAGES), "passage")
     norms = np.linalg.norm(np.vstack([query[None], passages]), axis=1)
@@ -134,7 +134,7 @@ def _smoke_check(model_dir: Path, max_length: int, threads: int, ranking: bool) 
     return {"stolen_id_passage": round(related, 4), "car_registration_passage": round(unrelated, 4)}
 
 
-def _publish(tmp: Path, out: Path, log: Callable[[str], None]) -> None:
+def publish_dir(tmp: Path, out: Path, log: Callable[[str], None]) -> None:
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.rename(out, old)
@@ -146,7 +146,7 @@ def _publish(tmp: Path, out: Path, log: Callable[[str], None]) -> None:
 
 
 def build_model_dir(request: BuildRequest, log: Callable[[str], None] = print) -> dict[str, object]:
-    """Build, check and publish the model directory; returns the ``e5.json`` metadata written."""
+    """Build, check and publish the model directory; returns the ``embedder.json`` metadata written."""
     started = time.perf_counter()
     out = request.out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -206,7 +206,7 @@ def build_model_dir(request: BuildRequest, log: Callable[[str], None] = print) -
                 int8_info = {**recipe.describe(), "check_vs_fp32": report.as_dict()}
             else:
                 fp16_info = {"check_vs_fp32": report.as_dict()}
-        smoke = _smoke_check(tmp, request.max_length, request.check_threads, request.ranking_check)
+        smoke = smoke_check(tmp, request.max_length, request.check_threads, request.ranking_check)
         log(f"smoke check passed: {smoke}")
         files = sorted(p.name for p in tmp.iterdir())
         meta: dict[str, object] = {
@@ -233,8 +233,8 @@ def build_model_dir(request: BuildRequest, log: Callable[[str], None] = print) -
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "build_seconds": round(time.perf_counter() - started, 1),
         }
-        (tmp / "e5.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        _publish(tmp, out, log)
+        (tmp / "embedder.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        publish_dir(tmp, out, log)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

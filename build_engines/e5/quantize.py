@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
-from inference.e5 import E5Encoder
+from inference.embedding import Encoder
 
 __all__ = ["Int8Recipe", "QuantReport", "compare_models", "quantize_int8"]
 
@@ -118,7 +118,7 @@ def compare_models(
     and the time per text on this machine's CPU."""
     results: dict[str, tuple[np.ndarray, float]] = {}
     for name in (fp32_file, candidate_file):
-        encoder = E5Encoder(model_dir, model_file=name, intra_op_threads=threads, max_length=max_length)
+        encoder = Encoder(model_dir, model_file=name, intra_op_threads=threads, max_length=max_length)
         encoder.encode(texts[:2], "query")  # warm-up: first runs allocate
         start = time.perf_counter()
         vectors = np.concatenate([encoder.encode([text], "query") for text in texts])

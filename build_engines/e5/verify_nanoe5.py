@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from build_engines.e5.french_samples import FRENCH_SAMPLES
-from inference.e5 import PREFIXES, E5Encoder
+from inference.embedding import PREFIXES, Encoder
 
 
 def _summary(name: str, cosines: np.ndarray, texts: list[str], worst: int = 3) -> None:
@@ -36,7 +36,7 @@ def _summary(name: str, cosines: np.ndarray, texts: list[str], worst: int = 3) -
         print(f"    lowest {cosines[i]:.6f}  {texts[i]!r}")
 
 
-def _one_token_dropped(encoder: E5Encoder, texts: list[str]) -> np.ndarray:
+def _one_token_dropped(encoder: Encoder, texts: list[str]) -> np.ndarray:
     """Vectors for each text's ids with the last content token removed (a simulated tokenizer error)."""
     tokenizer, session = encoder._tokenizer, encoder._session
     vectors = []
@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts_nano = [engine.token_count(t, kind == "query") for kind in kinds for t in texts]
 
     for index, model_dir in enumerate(args.model_dir):
-        encoder = E5Encoder(model_dir, intra_op_threads=args.threads)
+        encoder = Encoder(model_dir, intra_op_threads=args.threads)
         ours = np.vstack([encoder.encode(texts, kind) for kind in PREFIXES])  # type: ignore[arg-type]
         counts = [n for kind in PREFIXES for n in encoder.count_tokens(texts, kind)]  # type: ignore[arg-type]
         mismatched = [(labelled[i], a, b) for i, (a, b) in enumerate(zip(counts, counts_nano, strict=True)) if a != b]

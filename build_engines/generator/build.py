@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import zipfile
@@ -14,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from build_engines.buildenv import ensure_build_venv, run_step
 from build_engines.fetch import Artifact, FetchError, fetch, sha256_file
 
 __all__ = ["GGUF_SHA256", "GeneratorBuild", "build_generator", "generator_is_built"]
@@ -40,19 +39,6 @@ PARTS = tuple(
     )
     for i, sha in enumerate(_PART_SHA256, start=1)
 )
-# The conversion environment (torch's CPU build comes from the machine's local wheel).
-BUILD_REQUIREMENTS = (
-    ("torch==2.13.0",),
-    (
-        "transformers==5.24.0",
-        "gguf==0.19.0",
-        "accelerate==1.15.0",
-        "onnxruntime-genai==0.18.0",
-        "onnx==1.23.2",
-        "onnx-ir==1.1.0",
-    ),
-)
-
 Log = Callable[[str], None]
 
 
@@ -110,30 +96,6 @@ def _assemble_gguf(build: GeneratorBuild, log: Log) -> Path:
     return build.gguf
 
 
-def _run(cmd: list[str], log: Log, *, env: dict[str, str] | None = None, what: str) -> None:
-    started = time.perf_counter()
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=3600)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
-        raise RuntimeError(f"{what} failed (exit {result.returncode}):\n{tail}")
-    log(f"{what}: {time.perf_counter() - started:.0f} s")
-
-
-def _ensure_venv(build: GeneratorBuild, log: Log) -> Path:
-    python = build.venv / "bin" / "python"
-    stamp = build.venv / ".requirements"
-    wanted = json.dumps(BUILD_REQUIREMENTS)
-    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
-        return python
-    log(f"creating the conversion environment {build.venv} (torch CPU, transformers, onnxruntime-genai)")
-    shutil.rmtree(build.venv, ignore_errors=True)
-    _run([sys.executable, "-m", "venv", str(build.venv)], log, what="venv")
-    for group in BUILD_REQUIREMENTS:
-        _run([str(python), "-m", "pip", "install", "-q", *group], log, what=f"pip install {' '.join(group)}")
-    stamp.write_text(wanted)
-    return python
-
-
 def build_generator(build: GeneratorBuild, log: Log = print) -> Path:
     """GGUF -> HF checkpoint (kept) -> int4 onnxruntime-genai model with ``threads`` intra-op threads."""
     if generator_is_built(build):
@@ -141,12 +103,12 @@ def build_generator(build: GeneratorBuild, log: Log = print) -> Path:
         return build.model_dir
     started = time.perf_counter()
     gguf = _assemble_gguf(build, log)
-    python = _ensure_venv(build, log)
+    python = ensure_build_venv(build.venv, log)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if not (build.hf_dir / "config.json").exists():
         tmp_hf = build.hf_dir.with_name(build.hf_dir.name + ".tmp")
         shutil.rmtree(tmp_hf, ignore_errors=True)
-        _run(
+        run_step(
             [str(python), str(Path(__file__).with_name("to_hf.py")), str(gguf), str(tmp_hf)],
             log,
             env=env,
@@ -155,7 +117,7 @@ def build_generator(build: GeneratorBuild, log: Log = print) -> Path:
         tmp_hf.replace(build.hf_dir)
     with tempfile.TemporaryDirectory(dir=build.model_dir.parent) as tmp:
         out = Path(tmp) / "model"
-        _run(
+        run_step(
             [
                 str(python),
                 "-m",

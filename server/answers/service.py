@@ -161,7 +161,7 @@ class AnswerService:
         found = await self.search.retrieve(question, audience, k, timeout_s=timeout_s)
         retrieval = found.retrieval
         covered = is_covered(
-            retrieval, min_dense=self.settings.relevance_min_dense, min_lexical=self.settings.relevance_min_lexical
+            retrieval, min_dense=self.settings.min_dense_cosine, min_lexical=self.settings.relevance_min_lexical
         )
         sources: list[PromptSource] = []
         prompt = ""

@@ -1,7 +1,9 @@
-"""Through the real stack: tritonserver (e5 ONNX in the python backend) and the gateway as subprocesses."""
+"""Through the real stack: tritonserver (the embedder's ONNX in the python backend) and the gateway as
+subprocesses."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -26,15 +28,19 @@ def _infer(client: grpcclient.InferenceServerClient, texts: list[str], kind: str
     ]
     inputs[0].set_data_from_numpy(data)
     inputs[1].set_data_from_numpy(np.full(data.shape, kind.encode(), dtype=np.object_))
-    result = client.infer("e5_embedder", inputs, client_timeout=30)
+    result = client.infer("embedder", inputs, client_timeout=30)
     return result.as_numpy("embedding")
 
 
-def test_triton_serves_normalised_e5_vectors(triton: TritonProcess) -> None:
+def _dim(settings: Settings) -> int:
+    return int(json.loads((settings.embedding_dir / "embedder.json").read_text())["dim"])
+
+
+def test_triton_serves_normalised_vectors(settings: Settings, triton: TritonProcess) -> None:
     client = grpcclient.InferenceServerClient(triton.grpc_url)
-    assert client.is_model_ready("e5_embedder")
+    assert client.is_model_ready("embedder")
     vectors = _infer(client, ["carte d'identité volée", "immatriculer une voiture d'occasion"])
-    assert vectors.shape == (2, 384) and vectors.dtype == np.float32
+    assert vectors.shape == (2, _dim(settings)) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     [passage_id, passage_car] = _infer(
         client,
@@ -48,13 +54,13 @@ def test_triton_serves_normalised_e5_vectors(triton: TritonProcess) -> None:
     assert vectors[1] @ passage_car > vectors[1] @ passage_id
 
 
-def test_triton_rejects_bad_requests_and_keeps_serving(triton: TritonProcess) -> None:
+def test_triton_rejects_bad_requests_and_keeps_serving(settings: Settings, triton: TritonProcess) -> None:
     client = grpcclient.InferenceServerClient(triton.grpc_url)
     with pytest.raises(InferenceServerException, match="kind"):
         _infer(client, ["bonjour"], kind="document")
     with pytest.raises(InferenceServerException, match="empty"):
         _infer(client, ["   "])
-    assert _infer(client, ["bonjour"]).shape == (1, 384)
+    assert _infer(client, ["bonjour"]).shape == (1, _dim(settings))
 
 
 @pytest.mark.parametrize(

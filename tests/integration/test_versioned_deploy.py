@@ -16,7 +16,7 @@ from build_engines.versions import DeployError, deploy, publish_version, version
 from server.settings import Settings
 from server.tritonserver import TritonPorts, TritonProcess
 
-MODEL = "e5_embedder"
+MODEL = "embedder"
 
 
 def _embed(client: grpcclient.InferenceServerClient) -> str:
@@ -25,7 +25,7 @@ def _embed(client: grpcclient.InferenceServerClient) -> str:
     inputs[0].set_data_from_numpy(data)
     inputs[1].set_data_from_numpy(np.array([[b"query"]], dtype=np.object_))
     result = client.infer(MODEL, inputs, client_timeout=30)
-    assert result.as_numpy("embedding").shape == (1, 384)
+    assert result.as_numpy("embedding").shape[0] == 1
     version: str = result.get_response().model_version
     return version
 
@@ -35,7 +35,7 @@ def test_publish_then_deploy_keeps_serving_through_a_broken_release(settings: Se
     assert publish_version(settings.repository_dir / MODEL, repository) == 1
     manifest = json.loads((repository / MODEL / "1" / "manifest.json").read_text())
     assert manifest["parameters"]["model_dir"] == str(settings.embedding_dir)
-    assert manifest["built_from"]["source"]["sha256"]  # the e5 weights the model was built from
+    assert manifest["built_from"]["source"]["sha256"]  # the weights the model was built from
     assert {"python", "tritonclient", "onnxruntime"} <= set(manifest["tools"])
 
     work = tmp_path / "triton"

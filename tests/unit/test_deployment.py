@@ -23,7 +23,7 @@ def model_dirs(tmp_path: Path) -> tuple[Path, Path, Path]:
         directory.mkdir()
     (genai / "genai_config.json").write_text("{}")
     (hf / "config.json").write_text("{}")
-    (e5 / "e5.json").write_text(json.dumps({"dim": 384}))
+    (e5 / "embedder.json").write_text(json.dumps({"dim": 384}))
     (e5 / "model.onnx").write_bytes(b"onnx")
     return genai, hf, e5
 
@@ -51,7 +51,7 @@ def test_a_cpu_deployment_renders_its_values(tmp_path: Path, model_dirs: tuple[P
     assert generator.parameters["workers"].string_value == "3"
     assert generator.parameters["max_queue"].string_value == "5"
     assert generator.parameters["model_dir"].string_value == str(genai)
-    embedder = parse_model_config((out / "e5_embedder" / "config.pbtxt").read_text())
+    embedder = parse_model_config((out / "embedder" / "config.pbtxt").read_text())
     assert embedder.max_batch_size == 16
 
 
@@ -72,7 +72,7 @@ def test_the_default_deployment_is_the_embedded_cpu_profile(settings: Settings) 
         ("tensor_parallel = 2\n", "", "tensor_parallel must be 1"),
         ("kv_cache_fraction = 1.5\n", "", "kv_cache_fraction must be in"),
         ("instances = 0\n", "", "generator.instances must be at least 1"),
-        ("name = 'e5_embedder'\n", "", "both 'e5_embedder'"),
+        ("name = 'embedder'\n", "", "both 'embedder'"),
     ],
 )
 def test_bad_settings_are_refused_with_the_key(

@@ -29,7 +29,7 @@ from build_engines.e5.onnx_graph import build_onnx_model
 from build_engines.e5.reference import reference_embed
 from build_engines.e5.tokenizer import UnigramVocab, build_tokenizer
 from build_engines.e5.weights import E5Config, E5Weights, expected_shapes, layer_tensor_names
-from inference.e5 import E5Encoder, E5Tokenizer, bucket_width
+from inference.embedding import Encoder, EncoderTokenizer, bucket_width
 from server.settings import Settings
 
 # ---------------------------------------------------------------------------------------------- fixtures
@@ -331,8 +331,8 @@ def built_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_cli_writes_complete_model_dir(built_dir: Path) -> None:
-    assert sorted(p.name for p in built_dir.iterdir()) == ["e5.json", "model.onnx", "tokenizer.json"]
-    meta = json.loads((built_dir / "e5.json").read_text())
+    assert sorted(p.name for p in built_dir.iterdir()) == ["embedder.json", "model.onnx", "tokenizer.json"]
+    meta = json.loads((built_dir / "embedder.json").read_text())
     assert meta["dim"] == 32
     assert meta["max_length"] == 64
     assert meta["dtype"] == "float32"
@@ -347,21 +347,21 @@ def test_cli_int8_build(tmp_path: Path, built_dir: Path) -> None:
     args = ["--from-hf", str(built_dir.parent / "hf"), "--out", str(out), "--max-length", "64", "--int8",
             "--skip-ranking-check"]  # fmt: skip
     assert cli_main(args) == 0
-    meta = json.loads((out / "e5.json").read_text())
+    meta = json.loads((out / "embedder.json").read_text())
     assert meta["dtype"] == "int8"
     assert meta["int8"]["check_vs_fp32"]["n_texts"] >= 50
-    vectors = E5Encoder(out).encode(["carte d'identité"], "query")
+    vectors = Encoder(out).encode(["carte d'identité"], "query")
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
 
 
 def test_cli_fp16_build_for_gpu_hosts(tmp_path: Path, built_dir: Path) -> None:
     """The GPU profile's encoder: float16 weights and compute, same inputs and float32 output, vectors that
-    match the float32 model's (checked at build, recorded in e5.json)."""
+    match the float32 model's (checked at build, recorded in embedder.json)."""
     out = tmp_path / "fp16"
     args = ["--from-hf", str(built_dir.parent / "hf"), "--out", str(out), "--max-length", "64", "--fp16",
             "--skip-ranking-check"]  # fmt: skip
     assert cli_main(args) == 0
-    meta = json.loads((out / "e5.json").read_text())
+    meta = json.loads((out / "embedder.json").read_text())
     assert meta["dtype"] == "float16" and meta["int8"] is None
     assert meta["fp16"]["check_vs_fp32"]["min_cosine"] > 0.999
     model = onnx.load(str(out / "model.onnx"))
@@ -370,7 +370,7 @@ def test_cli_fp16_build_for_gpu_hosts(tmp_path: Path, built_dir: Path) -> None:
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     texts = ["carte d'identité volée", "permis de conduire"]
     np.testing.assert_allclose(
-        E5Encoder(out).encode(texts, "query"), E5Encoder(built_dir).encode(texts, "query"), atol=3e-3
+        Encoder(out).encode(texts, "query"), Encoder(built_dir).encode(texts, "query"), atol=3e-3
     )
     with pytest.raises(SystemExit):  # one precision or the other
         cli_main([*args, "--int8"])
@@ -381,8 +381,8 @@ def test_bucketed_padding_keeps_the_vectors(built_dir: Path) -> None:
     the mask hides the padding."""
     assert [bucket_width(n, 512) for n in (1, 16, 17, 100, 300, 512)] == [16, 16, 32, 128, 512, 512]
     assert bucket_width(40, 48) == 48
-    encoder = E5Encoder(built_dir)
-    tokenizer = E5Tokenizer(built_dir, max_length=64)
+    encoder = Encoder(built_dir)
+    tokenizer = EncoderTokenizer(built_dir, max_length=64)
     rows = tokenizer.ids(["carte d'identité volée", "permis"], "query")
     ids, mask = tokenizer.pad(rows, bucket_width(max(map(len, rows)), tokenizer.max_length))
     assert ids.shape[1] == 16 and mask.sum(axis=1).tolist() == [len(r) for r in rows]
@@ -419,7 +419,7 @@ def test_failed_rebuild_keeps_the_previous_model(tmp_path: Path, built_dir: Path
 
 def test_encoder_returns_input_order_across_micro_batches(built_dir: Path) -> None:
     texts = ["a", "carte d'identité volée " * 3, "b", "a b " * 10, "carte"] * 3
-    encoder = E5Encoder(built_dir, batch_size=4)
+    encoder = Encoder(built_dir, batch_size=4)
     together = encoder.encode(texts, "passage")
     one_by_one = np.vstack([encoder.encode([t], "passage") for t in texts])
     assert together.shape == (len(texts), 32)
@@ -429,9 +429,9 @@ def test_encoder_returns_input_order_across_micro_batches(built_dir: Path) -> No
 
 
 def test_encoder_truncates_but_counts_full_length(built_dir: Path) -> None:
-    encoder = E5Encoder(built_dir)
+    encoder = Encoder(built_dir)
     long_text = "a b " * 100
-    assert encoder.max_length == 64  # capped at what e5.json says the model was built for
+    assert encoder.max_length == 64  # capped at what embedder.json says the model was built for
     assert encoder.count_tokens([long_text], "passage")[0] > 64
     assert encoder.encode([long_text], "passage").shape == (1, 32)
     assert encoder.encode([], "query").shape == (0, 32)
@@ -449,7 +449,7 @@ def test_encoder_truncates_but_counts_full_length(built_dir: Path) -> None:
 )
 def test_encoder_rejects_bad_input(built_dir: Path, texts: object, kind: str, error: type[Exception]) -> None:
     with pytest.raises(error):
-        E5Encoder(built_dir).encode(texts, kind)  # type: ignore[arg-type]
+        Encoder(built_dir).encode(texts, kind)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------- the real model
@@ -460,7 +460,7 @@ def test_real_model_ranks_the_stolen_id_passage_first(settings: Settings) -> Non
     model_dir = settings.embedding_dir
     if not (model_dir / "model.onnx").is_file():
         pytest.fail(f"{model_dir} is not built: run scripts/test, which runs set-up first")
-    encoder = E5Encoder(model_dir, intra_op_threads=2)
+    encoder = Encoder(model_dir, intra_op_threads=2)
     query = encoder.encode(["carte d'identité volée"], "query")[0]
     passages = encoder.encode(
         [

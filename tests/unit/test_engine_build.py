@@ -68,7 +68,7 @@ def _deployment_file(tmp_path: Path, dtype: str, tp: int = 2) -> Path:
     (hf / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
     (hf / "tokenizer.json").write_text("{}")
     (hf / "model.safetensors").write_bytes(b"weights")
-    (e5 / "e5.json").write_text(json.dumps({"dim": 384, "max_length": 512, "dtype": "float16"}))
+    (e5 / "embedder.json").write_text(json.dumps({"dim": 384, "max_length": 512, "dtype": "float16"}))
     (e5 / "model.onnx").write_bytes(b"onnx")
     all_models = tmp_path / "all_models"
     if not all_models.exists():

@@ -20,7 +20,7 @@ from corpus.index import load_index, unit_text
 from corpus.ingest import ingest
 from server.app import create_app
 from server.errors import BackendTimeout, BackendUnavailable
-from server.retrieval.search import HybridSearcher
+from server.retrieval.search import HybridSearcher, SearchParams
 from server.settings import Settings
 from tests.fixtures import HashEmbedder, hashing_embed, write_mini_corpus
 
@@ -102,9 +102,27 @@ def test_hybrid_search_ranks_and_filters(built: tuple[Path, Path]) -> None:
     hits = searcher.search(query, vector, audience=None, k=3)
     assert hits[0].fiche.id == "F1759"
     assert hits[0].excerpts and all(e.chunk.fiche_id == "F1759" for e in hits[0].excerpts)
+    # The audience is a preference: the requested audience's fiche first, the others after it.
     pro = searcher.search("déclaration embauche salarié", None, audience="professionnels", k=5)
-    assert [h.fiche.id for h in pro] == ["F23961"]
-    assert searcher.search("carte volée", None, audience="associations", k=5) == []
+    assert pro[0].fiche.id == "F23961" and "F1759" in [h.fiche.id for h in pro]
+    assert searcher.search("carte volée", None, audience="associations", k=5)[0].fiche.id == "F1759"
+    # ...or a wall, when the deployment asks for it.
+    strict = HybridSearcher(index, SearchParams(audience_filter="strict"))
+    assert [
+        h.fiche.id for h in strict.search("déclaration embauche salarié", None, audience="professionnels", k=5)
+    ] == ["F23961"]
+    assert strict.search("carte volée", None, audience="associations", k=5) == []
+
+
+@pytest.mark.parametrize("fusion", ["scores", "rrf"])
+def test_both_fusions_rank_the_matching_fiche_first(built: tuple[Path, Path], fusion: str) -> None:
+    index = load_index(built[1])
+    searcher = HybridSearcher(index, SearchParams(fusion=fusion))  # type: ignore[arg-type]
+    query = "carte d'identité volée que faire"
+    vector = hashing_embed([searcher.dense_text(query)])[0]
+    hits = searcher.search(query, vector, audience="particuliers", k=3)
+    assert hits[0].fiche.id == "F1759"
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
 @pytest.fixture(scope="module")

@@ -60,7 +60,7 @@ def make_dirs(tmp_path: Path) -> dict[str, Path]:
         (hf / "tokenizer.json").write_text("{}")
     (out["hf_fp8"] / "hf_quant_config.json").write_text(json.dumps({"quantization": {"quant_algo": "FP8"}}))
     for e5, dtype in ((out["e5_int8"], "int8"), (out["e5_fp16"], "float16")):
-        (e5 / "e5.json").write_text(json.dumps({"dim": 384, "max_length": 512, "dtype": dtype}))
+        (e5 / "embedder.json").write_text(json.dumps({"dim": 384, "max_length": 512, "dtype": dtype}))
         (e5 / "model.onnx").write_bytes(b"onnx")
     for name in ("config.json", "rank0.engine", "rank1.engine"):
         (out["engine"] / name).write_text("{}")
@@ -175,7 +175,7 @@ def test_gpu_profiles_copy_the_checkout_models_and_the_fp16_encoder(tmp_path: Pa
     out = render_repository(tmp_path / "repo", plan(load_case(tmp_path, CASES["trtllm-engine-fp8-tp2"])))
     for model in ("preprocessing", "postprocessing"):
         assert "stand-in" in (out / model / "1" / "model.py").read_text()
-    assert (out / "e5_embedder_onnx" / "1" / "model.onnx").read_bytes() == b"onnx"
+    assert (out / "embedder_onnx" / "1" / "model.onnx").read_bytes() == b"onnx"
     assert not (out / "tensorrt_llm" / "1").exists()  # the C++ backend needs no model file
     interface = load_interface(out / INTERFACE_FILE)
     assert interface.profile == "trtllm-engine"

@@ -1,0 +1,287 @@
+"""How the blind retrieval evaluation sets (tests/data/everyday_{dev,test}.json) were made, step by step.
+
+The protocol (tests/data/README.md) keeps the questions out of reach of whoever tunes retrieval:
+
+1. ``sample``: fiches drawn at random with a fixed seed, stratified by audience and theme; each one is written
+   out as the text a question writer sees (``<work>/fiches/<id>.txt``) — the fiche alone, nothing else.
+2. Writers (helper sessions that see one batch of those files and nothing of the project) write one
+   situational question per fiche into ``<work>/questions/*.json``.
+3. ``pool``: for each question, the fiches that several different rankers put in their top 10, shuffled,
+   written as judging packets (question + candidate fiches' text); judges (other helpers) mark the
+   candidates that also answer the question into ``<work>/judgments/*.json``.
+4. ``assemble``: checks (one question per sampled fiche, no key word of the fiche's title in its question),
+   merges the judgments into ``expected``, and splits once, by fiche, into ``dev`` and ``test``.
+
+Run as ``python -m benchmarks.eval_sets {sample,pool,assemble} --work DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from build_engines.fetch import CORPUS, fetch
+from corpus.analysis import FrenchAnalyzer
+from corpus.index import SearchIndex, load_index
+from corpus.ingest import load_fiches
+from corpus.records import AUDIENCES, Fiche
+from server.settings import Settings
+
+__all__ = ["SAMPLE_SEED", "title_keywords", "writer_view"]
+
+SAMPLE_SEED = 20261129
+SPLIT_SEED = 11
+# Fiches drawn per audience (the corpus holds 2,912 / 595 / 93 answerable fiches of each; associations and
+# professionnels are over-drawn so that each is measured on enough questions).
+PER_AUDIENCE = {"particuliers": 156, "professionnels": 60, "associations": 24}
+WRITER_WORDS = 1800
+# Words a question may share with the fiche's title: they say nothing of the subject.
+_GENERIC = frozenset(
+    FrenchAnalyzer()(
+        "comment quel quelle quels quelles faut faire peut peuvent doit doivent est sont qui quoi que pourquoi "
+        "quand où combien cas si avoir être obtenir demander demande effectuer droit droits situation"
+    )
+)
+
+
+def title_keywords(title: str) -> set[str]:
+    """Stems of the title's words that carry its subject (what a blind question must not reuse)."""
+    return set(FrenchAnalyzer()(title)) - _GENERIC
+
+
+def writer_view(fiche: Fiche, max_words: int = WRITER_WORDS) -> str:
+    """The fiche as a question writer reads it: title, audience, description, body under its headings."""
+    lines = [f"Titre : {fiche.title}", f"Public : {fiche.audience}", f"Description : {fiche.description}", ""]
+    words = 0
+    shown: tuple[str, ...] = ()
+    for block in fiche.blocks:
+        if block.path != shown:
+            lines.append("## " + " > ".join(block.path) if block.path else "##")
+            shown = block.path
+        for line in block.lines:
+            lines.append(line)
+            words += len(line.split())
+        if words > max_words:
+            lines.append("[…]")
+            break
+    return "\n".join(lines) + "\n"
+
+
+def judge_view(fiche: Fiche, max_words: int = 40) -> str:
+    """A candidate fiche as a judge reads it in a packet: title, description, its headings, the start of the
+    body (the whole fiche is in ``<work>/candidates/<id>.txt``)."""
+    headings = list(dict.fromkeys(b.path[-1] for b in fiche.blocks if b.path))[:15]
+    body: list[str] = []
+    for block in fiche.blocks:
+        for line in block.lines:
+            body.extend(line.split())
+        if len(body) > max_words:
+            break
+    return (
+        f"[{fiche.id}] {fiche.title} ({fiche.audience})\n{fiche.description}\n"
+        f"Rubriques : {' | '.join(headings)}\nDébut : {' '.join(body[:max_words])}\n"
+    )
+
+
+def sample(fiches: dict[str, Fiche], seed: int = SAMPLE_SEED) -> list[Fiche]:
+    """Answerable fiches drawn per audience, proportionally to its themes (largest remainder, every theme with
+    at least five fiches gets one), at random within a theme."""
+    rng = random.Random(seed)
+    chosen: list[Fiche] = []
+    for audience in AUDIENCES:
+        by_theme: dict[str, list[Fiche]] = defaultdict(list)
+        for fiche in sorted(fiches.values(), key=lambda f: f.id):
+            if fiche.answerable and fiche.audience == audience:
+                by_theme[fiche.theme or "(sans thème)"].append(fiche)
+        total = sum(map(len, by_theme.values()))
+        want = PER_AUDIENCE[audience]
+        quota = {t: max(1 if len(fs) >= 5 else 0, want * len(fs) // total) for t, fs in by_theme.items()}
+        remainders = sorted(
+            by_theme, key=lambda t: -(want * len(by_theme[t]) / total - want * len(by_theme[t]) // total)
+        )
+        for theme in remainders:
+            if sum(quota.values()) >= want:
+                break
+            quota[theme] += 1
+        for theme in sorted(by_theme):
+            chosen.extend(rng.sample(by_theme[theme], min(quota[theme], len(by_theme[theme]))))
+    rng.shuffle(chosen)
+    return chosen
+
+
+def _sample_command(fiches: dict[str, Fiche], work: Path) -> None:
+    chosen = sample(fiches)
+    (work / "fiches").mkdir(parents=True, exist_ok=True)
+    for fiche in chosen:
+        (work / "fiches" / f"{fiche.id}.txt").write_text(writer_view(fiche))
+    rows = [{"fiche_id": f.id, "audience": f.audience, "theme": f.theme, "type": f.type} for f in chosen]
+    (work / "sample.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1))
+    print(f"{len(chosen)} fiches -> {work}/fiches")
+
+
+def _questions(work: Path) -> list[dict[str, str]]:
+    """The writers' questions in the order of the draw, each with its fiche's audience and theme."""
+    written = {}
+    for path in sorted((work / "questions").glob("*.json")):
+        written.update({row["fiche_id"]: row for row in json.loads(path.read_text())})
+    drawn = json.loads((work / "sample.json").read_text())
+    return [{**written[r["fiche_id"]], **r} for r in drawn if r["fiche_id"] in written]
+
+
+def title_violations(index: SearchIndex, questions: list[dict[str, str]]) -> list[tuple[str, list[str]]]:
+    analyzer = FrenchAnalyzer()
+    out = []
+    for q in questions:
+        shared = title_keywords(index.fiches[q["fiche_id"]].title) & set(analyzer(q["question"]))
+        if shared:
+            out.append((q["fiche_id"], sorted(shared)))
+    return out
+
+
+POOL_DEPTH = 10
+
+
+def pool_candidates(index: SearchIndex, questions: list[dict[str, str]]) -> dict[str, list[str]]:
+    """Per question: the union of the top ``POOL_DEPTH`` fiches of four rankers that see the question
+    differently (BM25 over units, e5 over fiche heads, the fused pipeline within the audience and across all
+    audiences), plus the fiche it was written from, shuffled so that a judge cannot tell the source."""
+    from benchmarks.retrieval_eval import QueryEncoder
+    from server.retrieval.search import HybridSearcher
+
+    settings = Settings.from_env()
+    encode = QueryEncoder(settings)
+    searcher = HybridSearcher(index)
+    rng = random.Random(SAMPLE_SEED)
+    out: dict[str, list[str]] = {}
+    for q in questions:
+        text, audience = q["question"], q["audience"]
+        vector = encode(searcher.dense_text(text))
+        terms = searcher.lexical_terms(text)
+        lexical = np.asarray(index.bm25.get_scores(terms), dtype=np.float32) if terms else np.zeros(len(index.units))
+        dense = index.vectors @ vector
+        rankings = [
+            _fiches_of(index, np.argsort(-lexical)),
+            _fiches_of(index, index.dense_units[np.argsort(-dense)]),
+            [h.fiche.id for h in searcher.search(text, vector, audience=audience, k=POOL_DEPTH)],
+            [h.fiche.id for h in searcher.search(text, vector, audience=None, k=POOL_DEPTH)],
+        ]
+        pool = {q["fiche_id"]}
+        for ranking in rankings:
+            pool.update(ranking[:POOL_DEPTH])
+        candidates = sorted(pool)
+        rng.shuffle(candidates)
+        out[q["fiche_id"]] = candidates
+    return out
+
+
+def _fiches_of(index: SearchIndex, units: np.ndarray) -> list[str]:
+    ranked: list[str] = []
+    for unit in units[: 50 * POOL_DEPTH]:
+        fiche_id = index.fiche_ids[int(index.unit_fiche[int(unit)])]
+        if fiche_id not in ranked:
+            ranked.append(fiche_id)
+            if len(ranked) == POOL_DEPTH:
+                break
+    return ranked
+
+
+def _pool_command(index: SearchIndex, work: Path, per_packet: int = 30) -> None:
+    questions = _questions(work)
+    pools = pool_candidates(index, questions)
+    (work / "judge").mkdir(exist_ok=True)
+    (work / "candidates").mkdir(exist_ok=True)
+    for fiche_id in sorted({c for cs in pools.values() for c in cs}):
+        (work / "candidates" / f"{fiche_id}.txt").write_text(writer_view(index.fiches[fiche_id]))
+    for n, start in enumerate(range(0, len(questions), per_packet), start=1):
+        lines = []
+        for i, q in enumerate(questions[start : start + per_packet], start=start + 1):
+            lines.append(f"=== Q{i:03d} ({q['audience']}) : {q['question']}\n")
+            for fiche_id in pools[q["fiche_id"]]:
+                lines.append(judge_view(index.fiches[fiche_id]))
+        (work / "judge" / f"packet_{n:02d}.txt").write_text("\n".join(lines))
+    keys = {f"Q{i:03d}": q["fiche_id"] for i, q in enumerate(questions, start=1)}
+    (work / "judge_keys.json").write_text(json.dumps({"keys": keys, "pools": pools}, indent=1))
+    sizes = [len(p) for p in pools.values()]
+    print(f"{len(questions)} questions, {sum(sizes)} candidates ({min(sizes)}-{max(sizes)} per question)")
+
+
+def assemble(fiches: dict[str, Fiche], work: Path) -> dict[str, list[dict[str, object]]]:
+    """Questions + judgments -> the two sets. ``expected``: the fiche the question was written from, then the
+    other candidates the judge said answer it (answerable fiches only). The split is drawn once, by fiche,
+    half of each audience in each set."""
+    questions = _questions(work)
+    keys = json.loads((work / "judge_keys.json").read_text())
+    label = {fiche_id: key for key, fiche_id in keys["keys"].items()}
+    judged: dict[str, list[str]] = {}
+    for path in sorted((work / "judgments").glob("*.json")):
+        judged.update(json.loads(path.read_text()))
+    rng = random.Random(SPLIT_SEED)
+    test_ids: set[str] = set()
+    for audience in AUDIENCES:
+        ids = sorted(q["fiche_id"] for q in questions if q["audience"] == audience)
+        test_ids.update(rng.sample(ids, len(ids) // 2))
+    sets: dict[str, list[dict[str, object]]] = {"dev": [], "test": []}
+    for n, q in enumerate(questions, start=1):
+        said = judged[label[q["fiche_id"]]]
+        pool = set(keys["pools"][q["fiche_id"]])
+        others = [f for f in said if f in pool and f != q["fiche_id"] and fiches[f].answerable]
+        sets["test" if q["fiche_id"] in test_ids else "dev"].append(
+            {
+                "id": f"E{n:03d}",
+                "audience": q["audience"],
+                "question": q["question"],
+                "expected": [q["fiche_id"], *dict.fromkeys(others)],
+                "source": q["fiche_id"],
+                "judge_kept_source": q["fiche_id"] in said,
+                "theme": q["theme"],
+                "voice": q["voice"],
+                "aspect": q["aspect"],
+            }
+        )
+    return sets
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.eval_sets", description=__doc__)
+    parser.add_argument("command", choices=["sample", "check", "pool", "assemble"])
+    parser.add_argument("--work", type=Path, required=True)
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    if args.command in ("sample", "assemble"):
+        # From the corpus itself, so that the sets do not depend on an index build.
+        parsed, _ = load_fiches([fetch(CORPUS, settings.cache_dir / "downloads")])
+        fiches = {f.id: f for f in parsed}
+    if args.command == "sample":
+        _sample_command(fiches, args.work)
+        return 0
+    if args.command == "assemble":
+        data = Path(__file__).resolve().parent.parent / "tests" / "data"
+        for name, rows in assemble(fiches, args.work).items():
+            (data / f"everyday_{name}.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
+            sizes = [len(r["expected"]) for r in rows]  # type: ignore[arg-type]
+            kept = sum(bool(r["judge_kept_source"]) for r in rows)
+            print(
+                f"{name}: {len(rows)} questions, {sum(sizes) / len(rows):.2f} acceptable fiches per question, "
+                f"the judge kept the source fiche for {kept}"
+            )
+        return 0
+    index = load_index(settings.resolved_index_dir)
+    if args.command == "pool":
+        _pool_command(index, args.work)
+    if args.command == "check":
+        questions = _questions(args.work)
+        sampled = json.loads((args.work / "sample.json").read_text())
+        missing = {r["fiche_id"] for r in sampled} - {q["fiche_id"] for q in questions}
+        print(f"{len(questions)} questions; fiches without a question: {sorted(missing)}")
+        for fiche_id, shared in title_violations(index, questions):
+            print(f"{fiche_id}: shares {shared} with its title")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

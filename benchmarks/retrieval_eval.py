@@ -1,0 +1,213 @@
+"""Retrieval quality of the configuration the gateway serves, on the evaluation sets.
+
+    python -m benchmarks.retrieval_eval [--sets dev,test,situational,titles] [--out FILE]
+
+Prints recall@5 (an acceptable fiche in the top 5), recall@10 and MRR@10 per set and per audience, and the
+cost per query (query embedding + retrieval, one query at a time, in this process with the same model
+files Triton serves), and writes every question's rank to a JSON file. Settings come from the environment
+exactly as for ``python -m server`` (``ALBERT_*``), so a lever is measured by setting its variable.
+
+Sets (tests/data/README.md): ``dev`` and ``test`` — situational questions written blind, one per fiche drawn
+at random, split once by fiche (tune on dev; test is frozen); ``situational`` — the older hand-written set
+(79); ``titles`` — question-type fiches searched by their own title with those titles hidden from every
+searchable text (needs an index of its own, built once into the cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from corpus.index import SearchIndex, load_index
+from corpus.questions import evaluation_fiches
+from server.retrieval.search import HybridSearcher, SearchParams
+from server.settings import Settings
+
+__all__ = ["Question", "Scores", "evaluate", "load_set", "score"]
+
+DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
+SET_FILES = {
+    "dev": "everyday_dev.json",
+    "test": "everyday_test.json",
+    "situational": "situational_questions.json",
+}
+ALL_SETS = (*SET_FILES, "titles")
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    id: str
+    audience: str | None
+    question: str
+    expected: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    n: int
+    recall5: float
+    recall10: float
+    mrr10: float
+
+
+def load_set(name: str) -> list[Question]:
+    rows = json.loads((DATA / SET_FILES[name]).read_text())
+    return [Question(r["id"], r["audience"], r["question"], frozenset(r["expected"])) for r in rows]
+
+
+def first_rank(ranked: list[str], expected: frozenset[str]) -> int | None:
+    return next((i + 1 for i, fiche_id in enumerate(ranked) if fiche_id in expected), None)
+
+
+def score(ranks: list[int | None]) -> Scores:
+    n = len(ranks)
+    if n == 0:
+        return Scores(0, 0.0, 0.0, 0.0)
+    return Scores(
+        n,
+        sum(r is not None and r <= 5 for r in ranks) / n,
+        sum(r is not None and r <= 10 for r in ranks) / n,
+        sum(1.0 / r for r in ranks if r is not None and r <= 10) / n,
+    )
+
+
+class QueryEncoder:
+    """The query side of the served embedder, in this process (same model directory, same code as Triton)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from inference.embedding import Encoder
+
+        self._encoder = Encoder(settings.embedding_dir, intra_op_threads=settings.embed_threads)
+
+    def __call__(self, text: str):  # type: ignore[no-untyped-def]
+        return self._encoder.encode([text], "query")[0]
+
+
+def evaluate(
+    searcher: HybridSearcher, encode: QueryEncoder, questions: list[Question]
+) -> tuple[list[dict[str, object]], list[float], list[float]]:
+    """Rank every question (top 10); return the per-question rows and the embed / retrieve times (ms)."""
+    rows: list[dict[str, object]] = []
+    embed_ms: list[float] = []
+    retrieve_ms: list[float] = []
+    for q in questions:
+        started = time.perf_counter()
+        vector = encode(searcher.dense_text(q.question))
+        embedded = time.perf_counter()
+        hits = searcher.search(q.question, vector, audience=q.audience, k=10)
+        done = time.perf_counter()
+        embed_ms.append((embedded - started) * 1000)
+        retrieve_ms.append((done - embedded) * 1000)
+        ranked = [h.fiche.id for h in hits]
+        rows.append(
+            {
+                "id": q.id,
+                "audience": q.audience,
+                "rank": first_rank(ranked, q.expected),
+                "expected": sorted(q.expected),
+                "top10": ranked,
+            }
+        )
+    return rows, embed_ms, retrieve_ms
+
+
+def title_set(settings: Settings, console: Console) -> tuple[SearchIndex, list[Question]]:
+    """The hidden-title set and its index (built once per corpus and model into the cache)."""
+    from build_engines.fetch import CORPUS, fetch
+    from corpus.cli import run_ingest
+
+    chosen = evaluation_fiches(load_index(settings.resolved_index_dir).fiches)
+    out = settings.cache_dir / "eval" / "index-hidden-questions"
+    corpus = fetch(CORPUS, settings.cache_dir / "downloads")
+    run_ingest(settings, [corpus], out, hide_titles=frozenset(f.id for f in chosen), console=console)
+    questions = [Question(f.id, f.audience, f.title, frozenset({f.id})) for f in chosen]
+    return load_index(out), questions
+
+
+def _line(name: str, s: Scores) -> str:
+    return f"{name:<28} {s.n:>4} {s.recall5:>9.3f} {s.recall10:>9.3f} {s.mrr10:>7.3f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.retrieval_eval",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--sets", default="dev,test,situational,titles", help=f"comma-separated, of {ALL_SETS}")
+    parser.add_argument("--out", type=Path, help="per-question ranks (default: benchmarks/results/retrieval_eval.json)")
+    parser.add_argument("--label", default="", help="a name for this configuration, written into the report")
+    args = parser.parse_args(argv)
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    unknown = [s for s in sets if s not in ALL_SETS]
+    if unknown:
+        parser.error(f"unknown set(s) {unknown}; choose from {ALL_SETS}")
+    settings = Settings.from_env()
+    console = Console(stderr=True)
+    index = load_index(settings.resolved_index_dir)
+    encode = QueryEncoder(settings)
+    params = SearchParams.from_settings(settings)
+    report: dict[str, object] = {
+        "label": args.label,
+        "date": time.strftime("%Y-%m-%d"),
+        "command": " ".join(["python -m benchmarks.retrieval_eval", *(argv if argv is not None else sys.argv[1:])]),
+        "settings": {k: str(v) for k, v in msgspec_fields(settings).items()},
+        "sets": {},
+    }
+    print(f"{'set':<28} {'n':>4} {'recall@5':>9} {'recall@10':>9} {'MRR@10':>7}")
+    all_embed: list[float] = []
+    all_retrieve: list[float] = []
+    for name in sets:
+        if name == "titles":
+            set_index, questions = title_set(settings, console)
+        else:
+            set_index, questions = index, load_set(name)
+        rows, embed_ms, retrieve_ms = evaluate(HybridSearcher(set_index, params), encode, questions)
+        all_embed += embed_ms
+        all_retrieve += retrieve_ms
+        overall = score([r["rank"] for r in rows])  # type: ignore[misc]
+        print(_line(name, overall))
+        per_audience = {}
+        for audience in sorted({q.audience for q in questions if q.audience}):
+            s = score([r["rank"] for r in rows if r["audience"] == audience])  # type: ignore[misc]
+            per_audience[audience] = _as_dict(s)
+            print(_line(f"  {audience}", s))
+        report["sets"][name] = {  # type: ignore[index]
+            "scores": _as_dict(overall),
+            "by_audience": per_audience,
+            "questions": rows,
+        }
+    cost = {
+        "embed_ms_mean": statistics.fmean(all_embed),
+        "retrieve_ms_mean": statistics.fmean(all_retrieve),
+        "total_ms_p50": statistics.median(e + r for e, r in zip(all_embed, all_retrieve, strict=True)),
+    }
+    report["cost_per_query"] = cost
+    print(
+        f"cost per query: embed {cost['embed_ms_mean']:.1f} ms + retrieve {cost['retrieve_ms_mean']:.1f} ms "
+        f"(mean; p50 total {cost['total_ms_p50']:.1f} ms; one query at a time, in-process)"
+    )
+    out = args.out or Path(__file__).resolve().parent / "results" / "retrieval_eval.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, ensure_ascii=False, indent=1))
+    print(f"per-question ranks -> {out}")
+    return 0
+
+
+def _as_dict(s: Scores) -> dict[str, float]:
+    return {"n": s.n, "recall@5": round(s.recall5, 4), "recall@10": round(s.recall10, 4), "mrr@10": round(s.mrr10, 4)}
+
+
+def msgspec_fields(settings: Settings) -> dict[str, object]:
+    return {name: getattr(settings, name) for name in settings.__struct_fields__}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

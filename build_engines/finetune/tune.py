@@ -1,0 +1,147 @@
+"""``python -m build_engines finetune-embedder``: contrastive fine-tuning of the embedder on pairs mined from the
+corpus (``pairs``) and/or given by a platform team (advisors' feedback), then the same export, int8
+quantisation and checks as the base model (``build_engines.gemma.build``): the result is a model directory
+served by Triton exactly like the base one (``ALBERT_EMBEDDER_FINETUNED=1`` serves it and re-indexes).
+
+The training itself (``train``) runs in the build environment (torch); on two CPU cores most of its time is
+the one pass of the frozen layers over every text, which a GPU host runs in seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from build_engines.buildenv import ensure_build_venv
+from build_engines.finetune.pairs import Pair, mine_pairs, read_pairs, write_bundle
+from build_engines.gemma.build import PREFIXES, GemmaBuild, build_env, export_model_dir, fetch_checkpoint
+from corpus.records import Fiche
+
+__all__ = ["FinetuneOptions", "finetune_embedder", "finetuned_is_built"]
+
+Log = Callable[[str], None]
+Progress = Callable[[str, int, int], None]
+FINETUNE_VERSION = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class FinetuneOptions:
+    corpus_pairs: bool = True
+    pairs_file: Path | None = None
+    max_pairs: int | None = None
+    layers: int = 2
+    epochs: int = 1
+    batch: int = 32
+    lr: float = 2e-5
+    seed: int = 0
+    threads: int = 2
+
+
+def _fingerprint(pairs: list[Pair], options: FinetuneOptions) -> str:
+    digest = hashlib.sha256()
+    for pair in pairs:
+        digest.update(json.dumps(asdict(pair), ensure_ascii=False).encode())
+    settings = {k: v for k, v in asdict(options).items() if k not in ("pairs_file", "threads")}
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    digest.update(FINETUNE_VERSION.encode())
+    return digest.hexdigest()
+
+
+def finetuned_is_built(out: Path, fingerprint: str) -> bool:
+    try:
+        meta = json.loads((out / "embedder.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
+    return bool(meta.get("finetune", {}).get("fingerprint") == fingerprint and (out / "model.onnx").is_file())
+
+
+def collect_pairs(fiches: dict[str, Fiche], options: FinetuneOptions) -> list[Pair]:
+    pairs = mine_pairs(fiches, seed=options.seed, max_pairs=options.max_pairs) if options.corpus_pairs else []
+    if options.pairs_file is not None:
+        pairs += read_pairs(options.pairs_file, fiches, seed=options.seed)
+    if not pairs:
+        raise ValueError("no training pairs: keep the corpus pairs or give a pairs file")
+    return pairs
+
+
+def finetune_embedder(
+    build: GemmaBuild,
+    fiches: dict[str, Fiche],
+    out: Path,
+    options: FinetuneOptions,
+    log: Log = print,
+    progress: Progress | None = None,
+) -> Path:
+    """Fine-tune EmbeddingGemma on the pairs and publish the model directory ``out`` (skipped when the same pairs
+    and options already built it)."""
+    pairs = collect_pairs(fiches, options)
+    fingerprint = _fingerprint(pairs, options)
+    if finetuned_is_built(out, fingerprint):
+        log(f"fine-tuned embedder up to date ({out})")
+        return out
+    started = time.perf_counter()
+    checkpoint = fetch_checkpoint(build, log)
+    python = ensure_build_venv(build.venv, log)
+    work = out.with_name(f".{out.name}.training")
+    shutil.rmtree(work, ignore_errors=True)
+    counts = write_bundle(pairs, fiches, work / "bundle")
+    log(f"training pairs: {len(pairs)} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
+    train_options = {
+        "layers": options.layers,
+        "epochs": options.epochs,
+        "batch": options.batch,
+        "lr": options.lr,
+        "seed": options.seed,
+        "threads": options.threads,
+        "query_prefix": PREFIXES["query"],
+        "passage_prefix": PREFIXES["passage"],
+    }
+    command = [str(python), "-m", "build_engines.finetune.train", str(checkpoint), str(work / "bundle")]
+    command += [str(work / "trained"), json.dumps(train_options)]
+    report = _run_training(command, log, progress)
+    export_model_dir(
+        build,
+        checkpoint,
+        out,
+        log,
+        weights=work / "trained" / "weights.safetensors",
+        extra={"finetune": {**report, "fingerprint": fingerprint, "pair_kinds": counts}},
+    )
+    shutil.rmtree(work, ignore_errors=True)
+    log(f"fine-tuned embedder built in {time.perf_counter() - started:.0f} s -> {out}")
+    return out
+
+
+def _run_training(command: list[str], log: Log, progress: Progress | None) -> dict[str, object]:
+    """Run the training step, turning its JSON progress lines into ``progress`` calls; its report at the end."""
+    lines: list[str] = []
+    report: dict[str, object] | None = None
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=build_env()
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(event, dict):
+                continue
+            if event.get("stage") == "done":
+                report = {k: v for k, v in event.items() if k != "stage"}
+            elif progress is not None and "done" in event:
+                progress(str(event["stage"]), int(event["done"]), int(event["total"]))
+    if process.returncode != 0 or report is None:
+        raise RuntimeError("fine-tuning failed:\n" + "".join(lines[-15:]))
+    log(
+        f"fine-tuning: {report['steps']} steps in {report['seconds']} s, loss {report['loss_first_epoch']} -> "
+        f"{report['loss_last_epoch']}"
+    )
+    return report

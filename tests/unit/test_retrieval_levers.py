@@ -1,0 +1,157 @@
+"""The retrieval levers of the evaluation (benchmarks/README.md) as units: topic vectors, fusion and audience
+settings, the embedder defaults, the fine-tuning pairs and the evaluation's scoring. The real models are
+covered by tests/integration and tests/quality."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from benchmarks.retrieval_eval import first_rank, load_set, score
+from build_engines.finetune.pairs import mine_pairs, read_pairs, write_bundle
+from corpus.index import load_index, topic_texts
+from corpus.ingest import ingest, load_fiches
+from server.retrieval.search import HybridSearcher, SearchParams
+from server.settings import Settings, SettingsError
+from tests.fixtures import hashing_embed, write_mini_corpus
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_mini_corpus(tmp_path_factory.mktemp("mini") / "corpus", with_broken=False)
+
+
+def _index(corpus: Path, out: Path, scope: str) -> Path:
+    ingest(
+        [corpus],
+        out,
+        embed=hashing_embed,
+        embedding_model="hash",
+        dim=384,
+        dense_scope=scope,
+        console=Console(quiet=True),
+    )  # type: ignore[arg-type]
+    return out
+
+
+def test_topics_give_each_fiche_its_headings_and_related_questions(corpus: Path, tmp_path: Path) -> None:
+    heads = load_index(_index(corpus, tmp_path / "heads", "heads"))
+    topics = load_index(_index(corpus, tmp_path / "topics", "topics"))
+    fiche = topics.fiches["F1759"]
+    texts = topic_texts(fiche)
+    assert texts[0].startswith(fiche.title + " : ")
+    assert any(t.startswith(fiche.title + " > ") for t in texts)
+    assert {q.question for q in fiche.related_questions} <= set(texts)
+    assert len(texts) == len(set(texts))
+    # One head row per fiche, then its topics: rows are grouped by fiche and the heads are flagged.
+    assert len(heads.vectors) == heads.manifest.answerable_fiches == int(topics.head_rows.sum())
+    assert len(topics.vectors) == heads.manifest.answerable_fiches + sum(
+        len(topic_texts(topics.fiches[topics.fiche_ids[f]])) for f in topics.dense_group_fiche
+    )
+    assert np.all(np.diff(topics.dense_fiche) >= 0)
+    # A question about one situation the fiche covers meets that situation's own vector.
+    searcher = HybridSearcher(topics)
+    situation = next(t for t in reversed(texts) if " > " in t)
+    hits = searcher.search(situation, hashing_embed([situation])[0], audience=None, k=1)
+    assert hits[0].fiche.id == "F1759"
+
+
+def test_hidden_titles_stay_out_of_topics(corpus: Path) -> None:
+    fiches, _ = load_fiches([corpus])
+    fiche = next(f for f in fiches if f.id == "F1759")
+    assert not any(fiche.title in t for t in topic_texts(fiche, hidden=frozenset({"F1759"})))
+
+
+def test_embedder_defaults_apply_unless_a_setting_overrides_them() -> None:
+    gemma = SearchParams.from_settings(Settings())
+    assert (gemma.fusion, gemma.expand_dense_query, gemma.audience_filter) == ("scores", False, "prefer")
+    e5 = SearchParams.from_settings(Settings(embedder="e5-small"))
+    assert (e5.fusion, e5.dense_weight, e5.expand_dense_query) == ("rrf", 1.0, True)
+    forced = SearchParams.from_settings(Settings(fusion="rrf", dense_weight=3.0, dense_query_expansion=True))
+    assert (forced.fusion, forced.dense_weight, forced.expand_dense_query) == ("rrf", 3.0, True)
+    assert Settings().min_dense_cosine != Settings(embedder="e5-small").min_dense_cosine
+    assert Settings(relevance_min_dense=0.5).min_dense_cosine == 0.5
+    assert Settings().passage_tokens == 128 and Settings(passage_max_tokens=300).passage_tokens == 300
+    assert Settings(embedder_finetuned=True).embedding_dir.name == "embeddinggemma-ft-int8"
+    with pytest.raises(SettingsError, match="EMBEDDER_FINETUNED"):
+        Settings.from_env({"ALBERT_EMBEDDER": "e5-small", "ALBERT_EMBEDDER_FINETUNED": "1"})
+
+
+def test_dense_feedback_moves_the_query(corpus: Path, tmp_path: Path) -> None:
+    index = load_index(_index(corpus, tmp_path / "heads", "heads"))
+    query = "carte d'identité volée"
+    vector = hashing_embed([query])[0]
+    plain = HybridSearcher(index, SearchParams(fusion="scores")).search(query, vector, audience=None, k=3)
+    moved = HybridSearcher(index, SearchParams(fusion="scores", dense_feedback=0.5)).search(
+        query, vector, audience=None, k=3
+    )
+    assert plain[0].fiche.id == moved[0].fiche.id == "F1759"
+    assert [h.score for h in plain] != [h.score for h in moved]
+
+
+def test_mined_pairs_are_seeded_and_name_answerable_fiches(corpus: Path, tmp_path: Path) -> None:
+    fiches = {f.id: f for f in load_fiches([corpus])[0]}
+    pairs = mine_pairs(fiches, seed=3)
+    assert pairs == mine_pairs(fiches, seed=3)
+    assert {p.kind for p in pairs} >= {"sentence"}
+    answerable = {f for f, fiche in fiches.items() if fiche.answerable}
+    for pair in pairs:
+        assert set(pair.positives) <= answerable and pair.negative in answerable
+        assert pair.negative not in pair.positives
+        assert len(pair.query.split()) >= 1
+    counts = write_bundle(pairs, fiches, tmp_path / "bundle")
+    assert sum(counts.values()) == len(pairs)
+    texts = [json.loads(line) for line in (tmp_path / "bundle" / "fiches.jsonl").read_text().splitlines()]
+    assert {t["id"] for t in texts} == {f for p in pairs for f in (*p.positives, p.negative)}
+
+
+def test_given_pairs_are_checked_line_by_line(corpus: Path, tmp_path: Path) -> None:
+    fiches = {f.id: f for f in load_fiches([corpus])[0]}
+    good = tmp_path / "good.jsonl"
+    good.write_text('{"query": "on m\'a volé mes papiers", "fiche_id": "F1759"}\n\n')
+    [pair] = read_pairs(good, fiches)
+    assert pair.positives == ("F1759",) and pair.kind == "given"
+    for text, message in (
+        ('{"query": "x", "fiche_id": "F9999999"}', "F9999999 is not an answerable fiche"),
+        ('{"query": "  ", "fiche_id": "F1759"}', "empty query"),
+        ('{"q": "x"}', "expected"),
+        ("not json", "expected"),
+    ):
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(text + "\n")
+        with pytest.raises(ValueError, match=message):
+            read_pairs(bad, fiches)
+
+
+def test_scores_of_the_evaluation() -> None:
+    assert first_rank(["F1", "F2", "F3"], frozenset({"F3", "F9"})) == 3
+    assert first_rank(["F1"], frozenset({"F2"})) is None
+    s = score([1, 3, 7, None])
+    assert (s.n, s.recall5, s.recall10) == (4, 0.5, 0.75)
+    assert s.mrr10 == pytest.approx((1 + 1 / 3 + 1 / 7) / 4)
+
+
+def test_evaluation_sets_are_split_by_fiche_and_balanced() -> None:
+    dev, test = load_set("dev"), load_set("test")
+    assert len(dev) == len(test) == 120
+    rows = {
+        name: json.loads((Path(__file__).parents[1] / "data" / f"everyday_{name}.json").read_text())
+        for name in ("dev", "test")
+    }
+    assert not {r["source"] for r in rows["dev"]} & {r["source"] for r in rows["test"]}
+    for name in ("dev", "test"):
+        audiences = [r["audience"] for r in rows[name]]
+        assert (
+            audiences.count("particuliers"),
+            audiences.count("professionnels"),
+            audiences.count("associations"),
+        ) == (
+            78,
+            30,
+            12,
+        )
+        assert all(r["expected"][0] == r["source"] for r in rows[name])
