@@ -6,10 +6,12 @@ Prints recall@5 (an acceptable fiche in the top 5), recall@10 and MRR@10 per set
 cost per query (query embedding + retrieval, one query at a time, in this process with the same model
 files Triton serves), and writes every question's rank to a JSON file. Settings come from the environment
 exactly as for ``python -m server`` (``ALBERT_*``), so a lever is measured by setting its variable.
+``--via URL`` measures a running gateway's /v1/search instead (any deployment, e.g. a GPU host).
 
 Sets (tests/data/README.md): ``dev`` and ``test`` — situational questions written blind, one per fiche drawn
 at random, split once by fiche (tune on dev; test is frozen); ``situational`` — the older hand-written set
-(79); ``titles`` — question-type fiches searched by their own title with those titles hidden from every
+(79); ``cross`` — questions asked for one audience whose answer is published for another only (21, written
+blind); ``titles`` — question-type fiches searched by their own title with those titles hidden from every
 searchable text (needs an index of its own, built once into the cache).
 """
 
@@ -20,9 +22,14 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
+import numpy as np
+from numpy.typing import NDArray
 from rich.console import Console
 
 from corpus.index import SearchIndex, load_index
@@ -37,6 +44,7 @@ SET_FILES = {
     "dev": "everyday_dev.json",
     "test": "everyday_test.json",
     "situational": "situational_questions.json",
+    "cross": "cross_audience.json",
 }
 ALL_SETS = (*SET_FILES, "titles")
 
@@ -86,26 +94,50 @@ class QueryEncoder:
 
         self._encoder = Encoder(settings.embedding_dir, intra_op_threads=settings.embed_threads)
 
-    def __call__(self, text: str):  # type: ignore[no-untyped-def]
-        return self._encoder.encode([text], "query")[0]
+    def __call__(self, text: str) -> NDArray[np.float32]:
+        vector: NDArray[np.float32] = self._encoder.encode([text], "query")[0]
+        return vector
 
 
-def evaluate(
-    searcher: HybridSearcher, encode: QueryEncoder, questions: list[Question]
-) -> tuple[list[dict[str, object]], list[float], list[float]]:
-    """Rank every question (top 10); return the per-question rows and the embed / retrieve times (ms)."""
-    rows: list[dict[str, object]] = []
-    embed_ms: list[float] = []
-    retrieve_ms: list[float] = []
-    for q in questions:
+# A ranker: question -> (the top 10 fiche ids, embed ms, retrieve ms).
+Ranker = Callable[[Question], tuple[list[str], float, float]]
+
+
+def in_process(searcher: HybridSearcher, encode: QueryEncoder) -> Ranker:
+    def rank(q: Question) -> tuple[list[str], float, float]:
         started = time.perf_counter()
         vector = encode(searcher.dense_text(q.question))
         embedded = time.perf_counter()
         hits = searcher.search(q.question, vector, audience=q.audience, k=10)
         done = time.perf_counter()
-        embed_ms.append((embedded - started) * 1000)
-        retrieve_ms.append((done - embedded) * 1000)
-        ranked = [h.fiche.id for h in hits]
+        return [h.fiche.id for h in hits], (embedded - started) * 1000, (done - embedded) * 1000
+
+    return rank
+
+
+def through_gateway(client: httpx.Client) -> Ranker:
+    """A running deployment's /v1/search (its own settings, caches and models: e.g. a GPU host's)."""
+
+    def rank(q: Question) -> tuple[list[str], float, float]:
+        params = {"q": q.question, "k": 10, **({"audience": q.audience} if q.audience else {})}
+        response = client.get("/v1/search", params=params)
+        response.raise_for_status()
+        body = response.json()
+        timings = body["timings_ms"]
+        return [r["fiche_id"] for r in body["results"]], timings["embed"], timings["retrieve"]
+
+    return rank
+
+
+def evaluate(rank: Ranker, questions: list[Question]) -> tuple[list[dict[str, object]], list[float], list[float]]:
+    """Rank every question (top 10); return the per-question rows and the embed / retrieve times (ms)."""
+    rows: list[dict[str, object]] = []
+    embed_ms: list[float] = []
+    retrieve_ms: list[float] = []
+    for q in questions:
+        ranked, embed, retrieve = rank(q)
+        embed_ms.append(embed)
+        retrieve_ms.append(retrieve)
         rows.append(
             {
                 "id": q.id,
@@ -119,12 +151,13 @@ def evaluate(
 
 
 def title_set(settings: Settings, console: Console) -> tuple[SearchIndex, list[Question]]:
-    """The hidden-title set and its index (built once per corpus and model into the cache)."""
+    """The hidden-title set and its index: the served index's settings with the set's titles hidden (built once
+    per corpus, model and scope into the cache, next to the index it mirrors)."""
     from build_engines.fetch import CORPUS, fetch
     from corpus.cli import run_ingest
 
     chosen = evaluation_fiches(load_index(settings.resolved_index_dir).fiches)
-    out = settings.cache_dir / "eval" / "index-hidden-questions"
+    out = settings.cache_dir / "eval" / f"hidden-titles-{settings.resolved_index_dir.name}"
     corpus = fetch(CORPUS, settings.cache_dir / "downloads")
     run_ingest(settings, [corpus], out, hide_titles=frozenset(f.id for f in chosen), console=console)
     questions = [Question(f.id, f.audience, f.title, frozenset({f.id})) for f in chosen]
@@ -141,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--sets", default="dev,test,situational,titles", help=f"comma-separated, of {ALL_SETS}")
+    parser.add_argument("--sets", default="dev,test,situational,cross,titles", help=f"comma-separated, of {ALL_SETS}")
+    parser.add_argument("--via", help="a running gateway's URL: measure its /v1/search instead (not the titles set)")
     parser.add_argument("--out", type=Path, help="per-question ranks (default: benchmarks/results/retrieval_eval.json)")
     parser.add_argument("--label", default="", help="a name for this configuration, written into the report")
     args = parser.parse_args(argv)
@@ -149,50 +183,55 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in sets if s not in ALL_SETS]
     if unknown:
         parser.error(f"unknown set(s) {unknown}; choose from {ALL_SETS}")
+    if args.via and "titles" in sets:
+        parser.error("the titles set needs its own index: leave it out with --via")
     settings = Settings.from_env()
     console = Console(stderr=True)
-    index = load_index(settings.resolved_index_dir)
-    encode = QueryEncoder(settings)
-    params = SearchParams.from_settings(settings)
-    report: dict[str, object] = {
+    report: dict[str, Any] = {
         "label": args.label,
         "date": time.strftime("%Y-%m-%d"),
         "command": " ".join(["python -m benchmarks.retrieval_eval", *(argv if argv is not None else sys.argv[1:])]),
-        "settings": {k: str(v) for k, v in msgspec_fields(settings).items()},
+        "settings": {} if args.via else {k: str(getattr(settings, k)) for k in settings.__struct_fields__},
+        "via": args.via or "in-process",
         "sets": {},
     }
+    client = httpx.Client(base_url=args.via, timeout=60) if args.via else None
+    encode = None if client else QueryEncoder(settings)
+    params = SearchParams.from_settings(settings)
     print(f"{'set':<28} {'n':>4} {'recall@5':>9} {'recall@10':>9} {'MRR@10':>7}")
     all_embed: list[float] = []
     all_retrieve: list[float] = []
     for name in sets:
-        if name == "titles":
-            set_index, questions = title_set(settings, console)
+        if client is not None:
+            rank, questions = through_gateway(client), load_set(name)
         else:
-            set_index, questions = index, load_set(name)
-        rows, embed_ms, retrieve_ms = evaluate(HybridSearcher(set_index, params), encode, questions)
+            assert encode is not None
+            if name == "titles":
+                set_index, questions = title_set(settings, console)
+            else:
+                set_index, questions = load_index(settings.resolved_index_dir), load_set(name)
+            rank = in_process(HybridSearcher(set_index, params), encode)
+        rows, embed_ms, retrieve_ms = evaluate(rank, questions)
         all_embed += embed_ms
         all_retrieve += retrieve_ms
         overall = score([r["rank"] for r in rows])  # type: ignore[misc]
         print(_line(name, overall))
         per_audience = {}
         for audience in sorted({q.audience for q in questions if q.audience}):
-            s = score([r["rank"] for r in rows if r["audience"] == audience])  # type: ignore[misc]
-            per_audience[audience] = _as_dict(s)
-            print(_line(f"  {audience}", s))
-        report["sets"][name] = {  # type: ignore[index]
-            "scores": _as_dict(overall),
-            "by_audience": per_audience,
-            "questions": rows,
-        }
+            scores = score([r["rank"] for r in rows if r["audience"] == audience])  # type: ignore[misc]
+            per_audience[audience] = _as_dict(scores)
+            print(_line(f"  {audience}", scores))
+        report["sets"][name] = {"scores": _as_dict(overall), "by_audience": per_audience, "questions": rows}
     cost = {
-        "embed_ms_mean": statistics.fmean(all_embed),
-        "retrieve_ms_mean": statistics.fmean(all_retrieve),
-        "total_ms_p50": statistics.median(e + r for e, r in zip(all_embed, all_retrieve, strict=True)),
+        "embed_ms_mean": round(statistics.fmean(all_embed), 2),
+        "retrieve_ms_mean": round(statistics.fmean(all_retrieve), 2),
+        "total_ms_p50": round(statistics.median(e + r for e, r in zip(all_embed, all_retrieve, strict=True)), 2),
     }
     report["cost_per_query"] = cost
+    where = f"through {args.via}" if args.via else "in-process"
     print(
         f"cost per query: embed {cost['embed_ms_mean']:.1f} ms + retrieve {cost['retrieve_ms_mean']:.1f} ms "
-        f"(mean; p50 total {cost['total_ms_p50']:.1f} ms; one query at a time, in-process)"
+        f"(mean; p50 total {cost['total_ms_p50']:.1f} ms; one query at a time, {where})"
     )
     out = args.out or Path(__file__).resolve().parent / "results" / "retrieval_eval.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -203,10 +242,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _as_dict(s: Scores) -> dict[str, float]:
     return {"n": s.n, "recall@5": round(s.recall5, 4), "recall@10": round(s.recall10, 4), "mrr@10": round(s.mrr10, 4)}
-
-
-def msgspec_fields(settings: Settings) -> dict[str, object]:
-    return {name: getattr(settings, name) for name in settings.__struct_fields__}
 
 
 if __name__ == "__main__":

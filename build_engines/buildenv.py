@@ -9,12 +9,37 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-__all__ = ["BUILD_REQUIREMENTS", "ensure_build_venv", "run_step"]
+from rich.progress import Progress
+
+__all__ = ["BUILD_REQUIREMENTS", "Steps", "ensure_build_venv", "no_steps", "progress_steps", "run_step"]
 
 Log = Callable[[str], None]
+Steps = Callable[[str], AbstractContextManager[None]]
+"""Shows a long step while it runs: ``with steps("what"): ...``."""
+
+
+@contextmanager
+def no_steps(_what: str) -> Iterator[None]:
+    yield
+
+
+def progress_steps(progress: Progress) -> Steps:
+    """Each step as a bar of its own with its elapsed time (pulsing while it runs, full when done)."""
+
+    @contextmanager
+    def step(what: str) -> Iterator[None]:
+        task = progress.add_task(what, total=None)
+        try:
+            yield
+        finally:
+            progress.update(task, total=1, completed=1)
+
+    return step
+
 
 # torch's CPU build comes from the machine's local wheel.
 BUILD_REQUIREMENTS = (
@@ -30,10 +55,11 @@ BUILD_REQUIREMENTS = (
 )
 
 
-def run_step(cmd: list[str], log: Log, *, env: dict[str, str] | None = None, what: str) -> str:
+def run_step(cmd: list[str], log: Log, *, env: dict[str, str] | None = None, what: str, steps: Steps = no_steps) -> str:
     """Run one build step; on failure raise with the tail of its output. Returns its standard output."""
     started = time.perf_counter()
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=3600)
+    with steps(what):
+        result = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=3600)
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
         raise RuntimeError(f"{what} failed (exit {result.returncode}):\n{tail}")
@@ -41,7 +67,7 @@ def run_step(cmd: list[str], log: Log, *, env: dict[str, str] | None = None, wha
     return result.stdout
 
 
-def ensure_build_venv(venv: Path, log: Log) -> Path:
+def ensure_build_venv(venv: Path, log: Log, steps: Steps = no_steps) -> Path:
     """The build environment's python, created (or re-created when the requirements changed) first."""
     python = venv / "bin" / "python"
     stamp = venv / ".requirements"
@@ -50,8 +76,9 @@ def ensure_build_venv(venv: Path, log: Log) -> Path:
         return python
     log(f"creating the build environment {venv} (torch CPU, transformers, onnxruntime-genai)")
     shutil.rmtree(venv, ignore_errors=True)
-    run_step([sys.executable, "-m", "venv", str(venv)], log, what="venv")
+    run_step([sys.executable, "-m", "venv", str(venv)], log, what="venv", steps=steps)
     for group in BUILD_REQUIREMENTS:
-        run_step([str(python), "-m", "pip", "install", "-q", *group], log, what=f"pip install {' '.join(group)}")
+        command = [str(python), "-m", "pip", "install", "-q", *group]
+        run_step(command, log, what=f"build environment: pip install {' '.join(group)}", steps=steps)
     stamp.write_text(wanted)
     return python

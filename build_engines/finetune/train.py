@@ -112,8 +112,7 @@ def main(argv: list[str]) -> int:
     fiche_states = frozen.run(ids([f["text"] for f in fiches], options["passage_prefix"], 128), "fiches")
     optimiser = torch.optim.AdamW(trainable, lr=float(options["lr"]), weight_decay=0.01)
     batch = int(options["batch"])
-    steps_per_epoch = (len(pairs) + batch - 1) // batch
-    total = steps_per_epoch * int(options["epochs"])
+    total = (len(pairs) + batch - 1) // batch * int(options["epochs"])
     losses: list[float] = []
     model.train()
     step = 0
@@ -149,8 +148,9 @@ def main(argv: list[str]) -> int:
         "fiches": len(fiches),
         "trained_layers": layers,
         "steps": step,
-        "loss_first_epoch": round(sum(losses[:steps_per_epoch]) / max(1, min(steps_per_epoch, len(losses))), 4),
-        "loss_last_epoch": round(sum(losses[-steps_per_epoch:]) / max(1, min(steps_per_epoch, len(losses))), 4),
+        # Mean loss over the first and the last tenth of the steps.
+        "loss_start": round(sum(losses[: max(1, step // 10)]) / max(1, step // 10), 4),
+        "loss_end": round(sum(losses[-max(1, step // 10) :]) / max(1, step // 10), 4),
         "seconds": round(time.perf_counter() - started, 1),
         **{k: v for k, v in options.items() if k not in ("query_prefix", "passage_prefix")},
     }

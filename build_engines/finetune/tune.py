@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from build_engines.buildenv import ensure_build_venv
+from build_engines.buildenv import Steps, ensure_build_venv, no_steps
 from build_engines.finetune.pairs import Pair, mine_pairs, read_pairs, write_bundle
 from build_engines.gemma.build import PREFIXES, GemmaBuild, build_env, export_model_dir, fetch_checkpoint
 from corpus.records import Fiche
@@ -77,6 +77,7 @@ def finetune_embedder(
     options: FinetuneOptions,
     log: Log = print,
     progress: Progress | None = None,
+    steps: Steps = no_steps,
 ) -> Path:
     """Fine-tune EmbeddingGemma on the pairs and publish the model directory ``out`` (skipped when the same pairs
     and options already built it)."""
@@ -87,7 +88,7 @@ def finetune_embedder(
         return out
     started = time.perf_counter()
     checkpoint = fetch_checkpoint(build, log)
-    python = ensure_build_venv(build.venv, log)
+    python = ensure_build_venv(build.venv, log, steps)
     work = out.with_name(f".{out.name}.training")
     shutil.rmtree(work, ignore_errors=True)
     counts = write_bundle(pairs, fiches, work / "bundle")
@@ -112,6 +113,7 @@ def finetune_embedder(
         log,
         weights=work / "trained" / "weights.safetensors",
         extra={"finetune": {**report, "fingerprint": fingerprint, "pair_kinds": counts}},
+        steps=steps,
     )
     shutil.rmtree(work, ignore_errors=True)
     log(f"fine-tuned embedder built in {time.perf_counter() - started:.0f} s -> {out}")
@@ -141,7 +143,7 @@ def _run_training(command: list[str], log: Log, progress: Progress | None) -> di
     if process.returncode != 0 or report is None:
         raise RuntimeError("fine-tuning failed:\n" + "".join(lines[-15:]))
     log(
-        f"fine-tuning: {report['steps']} steps in {report['seconds']} s, loss {report['loss_first_epoch']} -> "
-        f"{report['loss_last_epoch']}"
+        f"fine-tuning: {report['steps']} steps in {report['seconds']} s, loss {report['loss_start']} (first tenth) "
+        f"-> {report['loss_end']} (last tenth)"
     )
     return report

