@@ -178,7 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--via", help="a running gateway's URL: measure its /v1/search instead (not the titles set)")
     parser.add_argument("--out", type=Path, help="per-question ranks (default: benchmarks/results/retrieval_eval.json)")
     parser.add_argument("--label", default="", help="a name for this configuration, written into the report")
+    parser.add_argument("--table", nargs="+", type=Path, metavar="REPORT", help="print earlier reports as one table")
     args = parser.parse_args(argv)
+    if args.table:
+        reports = [
+            {"label": path.stem} | {k: v for k, v in json.loads(path.read_text()).items() if v} for path in args.table
+        ]
+        print(markdown_table(reports))
+        return 0
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     unknown = [s for s in sets if s not in ALL_SETS]
     if unknown:
@@ -238,6 +245,29 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(report, ensure_ascii=False, indent=1))
     print(f"per-question ranks -> {out}")
     return 0
+
+
+def markdown_table(reports: list[dict[str, Any]]) -> str:
+    """One row per report: recall@5 / MRR@10 per set (particuliers of the test split apart), cost, date."""
+
+    def cell(report: dict[str, Any], name: str, audience: str | None = None, mrr: bool = True) -> str:
+        entry = report["sets"].get(name)
+        if entry is None:
+            return "–"
+        scores = entry["by_audience"][audience] if audience else entry["scores"]
+        return f"{scores['recall@5']:.3f} / {scores['mrr@10']:.3f}" if mrr else f"{scores['recall@5']:.3f}"
+
+    lines = [
+        "| lever | dev | test | test particuliers | situational | cross-audience | titles | ms/query | date |",
+        "| --- | --- | --- | --- | --- | --- | --- | ---: | --- |",
+    ]
+    for r in reports:
+        cells = [cell(r, "dev"), cell(r, "test"), cell(r, "test", "particuliers", mrr=False)]
+        cells += [cell(r, "situational"), cell(r, "cross"), cell(r, "titles", mrr=False)]
+        lines.append(
+            f"| {r['label']} | {' | '.join(cells)} | {r['cost_per_query']['total_ms_p50']:.0f} | {r['date']} |"
+        )
+    return "\n".join(lines)
 
 
 def _as_dict(s: Scores) -> dict[str, float]:

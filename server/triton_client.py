@@ -46,7 +46,7 @@ def _convert(exc: InferenceServerException, what: str) -> ApiError:
 
 
 class TritonEmbedder:
-    """Query embeddings from the e5 model served by Triton."""
+    """Query embeddings from the embedding model served by Triton."""
 
     def __init__(self, url: str, interface: EmbedderInterface, *, timeout_s: float) -> None:
         self.url = url

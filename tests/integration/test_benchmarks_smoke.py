@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
         ("profile_gateway.py", "inclusive"),
         ("loadtest.py", "loadtest customer:"),
         ("capacity.py", "GPUs"),
+        ("search_latency.py", "current / previous p50"),
     ],
 )
 def test_benchmark_smoke(script: str, header: str) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from benchmarks.retrieval_eval import first_rank, load_set, score
+from benchmarks.retrieval_eval import first_rank, load_set, markdown_table, score
 from build_engines.finetune.pairs import mine_pairs, read_pairs, write_bundle
 from corpus.index import load_index, topic_texts
 from corpus.ingest import ingest, load_fiches
@@ -133,6 +133,14 @@ def test_scores_of_the_evaluation() -> None:
     s = score([1, 3, 7, None])
     assert (s.n, s.recall5, s.recall10) == (4, 0.5, 0.75)
     assert s.mrr10 == pytest.approx((1 + 1 / 3 + 1 / 7) / 4)
+
+
+def test_the_lever_table_reads_the_reports() -> None:
+    scores = {"n": 1, "recall@5": 0.5, "recall@10": 1.0, "mrr@10": 0.25}
+    dev = {"scores": scores, "by_audience": {"particuliers": scores}}
+    report = {"label": "x", "date": "2026-11-29", "cost_per_query": {"total_ms_p50": 47.6}, "sets": {"dev": dev}}
+    row = markdown_table([report]).splitlines()[-1]
+    assert row == "| x | 0.500 / 0.250 | – | – | – | – | – | 48 | 2026-11-29 |"
 
 
 def test_evaluation_sets_are_split_by_fiche_and_balanced() -> None:
