@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/answer_latency.py            # 8 answers at concurrency 1, 12 at 4 (~4 min)
     .venv/bin/python benchmarks/answer_latency.py --smoke    # 2 short answers, to keep the script working
 
-Starts its own tritonserver (the rendered CPU repository: e5 + the int4 generator) and gateway, then sends
+Starts its own tritonserver (the rendered CPU repository: the embedder + the int4 generator) and gateway, then sends
 streaming POST /v1/answers requests (greedy, the default max_tokens) with real questions: titles of the
 corpus's "Fiche Question-réponse" fiches, picked with a fixed seed. For each request it records, on the
 client side, the time to the `sources` event, to the first `delta` event (first token) and to the final

@@ -1,13 +1,13 @@
-"""The cost of the GPU embedder's design, side by side: e5 tokenisation in this process vs through the GPU
+"""The cost of the GPU embedder's design, side by side: the embedder's tokenisation in this process vs through the GPU
 profile's tokenizer model (``embedder_tokenize``, python backend) in the real tritonserver.
 
     .venv/bin/python benchmarks/embedder_tokenize_hop.py            # full run (about a minute)
     .venv/bin/python benchmarks/embedder_tokenize_hop.py --smoke    # a few seconds
 
-On GPU hosts the embedder is an ensemble: this python model tokenises (CPU), then the fp16 encoder runs on
-Triton's onnxruntime backend (C++, no python hop). The python hop is what the design adds over a model
-that takes token ids; this script measures it on this machine (the encoder itself needs a GPU). Same
-queries, concurrency 1 and 16; prints requests/s, p50/p95 and the added latency per request.
+On GPU hosts the embedder is an ensemble: this python model tokenises (CPU), then the encoder (fp16, or
+fp32 for EmbeddingGemma) runs on Triton's onnxruntime backend (C++, no python hop). The python hop is what
+the design adds over a model that takes token ids; this script measures it on this machine (the encoder
+itself needs a GPU). Same queries, concurrency 1 and 16; prints requests/s, p50/p95 and the added latency per request.
 """
 
 from __future__ import annotations

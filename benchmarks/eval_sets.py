@@ -6,18 +6,21 @@ The protocol (tests/data/README.md) keeps the questions out of reach of whoever 
    out as the text a question writer sees (``<work>/fiches/<id>.txt``) — the fiche alone, nothing else.
 2. Writers (helper sessions that see one batch of those files and nothing of the project) write one
    situational question per fiche into ``<work>/questions/*.json``.
-3. ``pool``: for each question, the fiches that several different rankers put in their top 10, shuffled,
-   written as judging packets (question + candidate fiches' text); judges (other helpers) mark the
-   candidates that also answer the question into ``<work>/judgments/*.json``.
-4. ``assemble``: checks (one question per sampled fiche, no key word of the fiche's title in its question),
-   merges the judgments into ``expected``, and splits once, by fiche, into ``dev`` and ``test``.
+3. ``check``: every sampled fiche has its question, and no question shares a key word with its fiche's title
+   (the offending ones are printed). ``pool``: for each question, the fiches that several different rankers
+   put in their top 10, shuffled, written as judging packets (question + candidate fiches' text); judges
+   (other helpers) mark the candidates that also answer the question into ``<work>/judgments/*.json``.
+4. ``assemble``: adds the fiches the judges marked (answerable ones of the pool) to ``expected``, and splits
+   once, by fiche, into ``dev`` and ``test``.
 
-Run as ``python -m benchmarks.eval_sets {sample,pool,assemble} --work DIR``.
+Run as ``python -m benchmarks.eval_sets {sample,check,pool,assemble} --work DIR``. The pools of the committed
+sets came from the e5 pipeline of the time (audience filter, fiche heads only).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 from collections import defaultdict
@@ -151,11 +154,13 @@ def pool_candidates(index: SearchIndex, questions: list[dict[str, str]]) -> dict
     differently (BM25 over units, e5 over fiche heads, the fused pipeline within the audience and across all
     audiences), plus the fiche it was written from, shuffled so that a judge cannot tell the source."""
     from benchmarks.retrieval_eval import QueryEncoder
-    from server.retrieval.search import HybridSearcher
+    from server.retrieval.search import HybridSearcher, SearchParams
 
     settings = Settings.from_env()
     encode = QueryEncoder(settings)
-    searcher = HybridSearcher(index)
+    params = SearchParams.from_settings(settings)
+    searcher = HybridSearcher(index, params)
+    within = HybridSearcher(index, dataclasses.replace(params, audience_filter="strict"))
     rng = random.Random(SAMPLE_SEED)
     out: dict[str, list[str]] = {}
     for q in questions:
@@ -165,9 +170,9 @@ def pool_candidates(index: SearchIndex, questions: list[dict[str, str]]) -> dict
         lexical = np.asarray(index.bm25.get_scores(terms), dtype=np.float32) if terms else np.zeros(len(index.units))
         dense = index.vectors @ vector
         rankings = [
-            _fiches_of(index, np.argsort(-lexical)),
-            _fiches_of(index, index.dense_units[np.argsort(-dense)]),
-            [h.fiche.id for h in searcher.search(text, vector, audience=audience, k=POOL_DEPTH)],
+            _fiches_of(index, index.unit_fiche[np.argsort(-lexical)]),
+            _fiches_of(index, index.dense_fiche[np.argsort(-dense)]),
+            [h.fiche.id for h in within.search(text, vector, audience=audience, k=POOL_DEPTH)],
             [h.fiche.id for h in searcher.search(text, vector, audience=None, k=POOL_DEPTH)],
         ]
         pool = {q["fiche_id"]}
@@ -179,10 +184,11 @@ def pool_candidates(index: SearchIndex, questions: list[dict[str, str]]) -> dict
     return out
 
 
-def _fiches_of(index: SearchIndex, units: np.ndarray) -> list[str]:
+def _fiches_of(index: SearchIndex, fiches: np.ndarray) -> list[str]:
+    """The first ``POOL_DEPTH`` distinct fiches of a ranking of rows (each row given as its fiche's position)."""
     ranked: list[str] = []
-    for unit in units[: 50 * POOL_DEPTH]:
-        fiche_id = index.fiche_ids[int(index.unit_fiche[int(unit)])]
+    for position in fiches[: 50 * POOL_DEPTH]:
+        fiche_id = index.fiche_ids[int(position)]
         if fiche_id not in ranked:
             ranked.append(fiche_id)
             if len(ranked) == POOL_DEPTH:

@@ -229,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             per_audience[audience] = _as_dict(scores)
             print(_line(f"  {audience}", scores))
         report["sets"][name] = {"scores": _as_dict(overall), "by_audience": per_audience, "questions": rows}
+    if client is not None:
+        client.close()
     cost = {
         "embed_ms_mean": round(statistics.fmean(all_embed), 2),
         "retrieve_ms_mean": round(statistics.fmean(all_retrieve), 2),

@@ -43,7 +43,9 @@ order=(previous e5-audience-prefer e5-topics gemma-swap gemma-dense-weight-5 gem
   dense-feedback-0.3 gemma-topics finetuned)
 [ $# -gt 0 ] && order=("$@")
 
-index() {  # build the index a row needs (a no-op when it is up to date)
+index() {  # build the embedder and the index a row needs (no-ops when up to date)
+  env "$@" "$py" -c 'from rich.console import Console; from build_engines.cli import build_embedder
+from server.settings import Settings; build_embedder(Settings.from_env(), Console(stderr=True))'
   env "$@" "$py" -m corpus ingest --source "$corpus" --out "$(env "$@" "$py" -c \
     'from server.settings import Settings; print(Settings.from_env().resolved_index_dir)')"
 }

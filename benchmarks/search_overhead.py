@@ -1,4 +1,4 @@
-"""Serving overhead, side by side in one run: e5 in-process vs through Triton vs the gateway's /v1/search.
+"""Serving overhead, side by side in one run: the embedder in-process vs through Triton vs the gateway's /v1/search.
 
     .venv/bin/python benchmarks/search_overhead.py            # full run (about 3 minutes)
     .venv/bin/python benchmarks/search_overhead.py --smoke    # a few seconds, to keep the script working

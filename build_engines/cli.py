@@ -31,7 +31,7 @@ from rich.progress import TaskID
 from build_engines.buildenv import progress_steps
 from build_engines.deployment import Deployment, load_deployment
 from build_engines.fetch import CORPUS, E5_WEIGHTS, FetchError, fetch
-from build_engines.finetune.tune import FinetuneOptions, finetune_embedder
+from build_engines.finetune.tune import FinetuneOptions, finetune_embedder, is_finetuned
 from build_engines.gemma.build import GemmaBuild
 from build_engines.generator import GeneratorBuild, build_generator
 from build_engines.profiles import plan
@@ -56,18 +56,28 @@ def build_embedder(settings: Settings, console: Console) -> Path:
             with progress_steps(progress)("e5: ONNX export and int8 quantisation"):
                 return build_e5(settings, wheel, console)
     if settings.embedder_finetuned:
-        pairs = settings.finetune_pairs
-        return finetune(settings, FinetuneOptions(pairs_file=pairs, threads=settings.embed_threads), console)
+        if is_finetuned(settings.embedding_dir):
+            # Whatever `finetune-embedder` last trained (its options are in embedder.json): set-up keeps it.
+            console.print(f"[green]fine-tuned embedder present[/] ({settings.embedding_dir})")
+            return settings.embedding_dir
+        return finetune(settings, finetune_options(settings), console)
     from build_engines.gemma.build import WHEELS, build_gemma
 
     with progress_bars(console) as progress:
         task = progress.add_task("EmbeddingGemma: data wheels fetched and verified", total=len(WHEELS))
         return build_gemma(
             _gemma(settings),
+            settings.embedding_dir,
             lambda message: console.print(f"  {message}"),
             lambda done, _total: progress.update(task, completed=done),
             progress_steps(progress),
         )
+
+
+def finetune_options(settings: Settings, **chosen: object) -> FinetuneOptions:
+    """The fine-tuning options: the defaults, the settings' pairs file and passage length, then ``chosen``."""
+    base = {"pairs_file": settings.finetune_pairs, "threads": settings.embed_threads}
+    return FinetuneOptions(**(base | {"passage_tokens": settings.passage_tokens} | chosen))  # type: ignore[arg-type]
 
 
 def _gemma(settings: Settings) -> GemmaBuild:
@@ -172,14 +182,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dry-run", action="store_true", help="build: print the commands without running them")
     tuning = parser.add_argument_group("finetune-embedder")
-    tuning.add_argument("--pairs", type=Path, help='a JSONL file of {"query": ..., "fiche_id": ...} (e.g. feedback)')
+    tuning.add_argument(
+        "--pairs", type=Path, help='a JSONL file of {"query": ..., "fiche_id": ...} (default: ALBERT_FINETUNE_PAIRS)'
+    )
     tuning.add_argument("--no-corpus-pairs", action="store_true", help="train on --pairs only")
     tuning.add_argument("--max-pairs", type=int, help="at most this many corpus pairs (seeded draw)")
-    tuning.add_argument("--layers", type=int, default=2, help="top transformer layers trained (default 2)")
-    tuning.add_argument("--epochs", type=int, default=1)
-    tuning.add_argument("--batch", type=int, default=32)
-    tuning.add_argument("--lr", type=float, default=2e-5)
-    tuning.add_argument("--seed", type=int, default=0)
+    defaults = FinetuneOptions()
+    tuning.add_argument("--layers", type=int, default=defaults.layers, help="top transformer layers trained")
+    tuning.add_argument("--epochs", type=int, default=defaults.epochs)
+    tuning.add_argument("--batch", type=int, default=defaults.batch)
+    tuning.add_argument("--lr", type=float, default=defaults.lr)
+    tuning.add_argument("--seed", type=int, default=defaults.seed)
     args = parser.parse_args(argv)
     if args.command in ("publish", "deploy") and not args.model:
         parser.error(f"{args.command} needs --model")
@@ -204,18 +217,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "deploy":
             console.print(f"{args.model}: version {deploy(args.triton, args.model)} is serving")
         elif args.command == "finetune-embedder":
-            options = FinetuneOptions(
-                corpus_pairs=not args.no_corpus_pairs,
-                pairs_file=args.pairs,
-                max_pairs=args.max_pairs,
-                layers=args.layers,
-                epochs=args.epochs,
-                batch=args.batch,
-                lr=args.lr,
-                seed=args.seed,
-                threads=settings.embed_threads,
-            )
+            if not 1 <= args.layers <= 24:
+                parser.error("--layers must be 1-24 (EmbeddingGemma-300m has 24 transformer layers)")
+            if args.epochs < 1 or args.batch < 2 or args.lr <= 0:
+                parser.error("--epochs must be >= 1, --batch >= 2 and --lr > 0")
             tuned = Settings.from_env(embedder_finetuned="true")
+            chosen = {"corpus_pairs": not args.no_corpus_pairs, "max_pairs": args.max_pairs, "seed": args.seed}
+            chosen |= {"layers": args.layers, "epochs": args.epochs, "batch": args.batch, "lr": args.lr}
+            options = finetune_options(tuned, **chosen, **({"pairs_file": args.pairs} if args.pairs else {}))
             console.print(f"fine-tuned embedder -> {finetune(tuned, options, console, args.out)}")
         else:
             deployment = load_deployment(args.config) if args.config else None

@@ -20,13 +20,13 @@ set-up renders when no file is given.
     decoupled = true
 
     [embedder]
-    model_dir = "/models/e5-int8"        # cpu: an int8 or fp32 build; gpu: an fp16 build (build_engines.e5 --fp16)
+    model_dir = "/models/embeddinggemma-int8"  # cpu: an int8 or fp32 build; gpu: fp32 (EmbeddingGemma) or fp16 (e5)
     kind = "cpu"                         # cpu | gpu
     max_batch_size = 64
     queue_delay_us = 2000
     instances = 1
     threads = 2                          # cpu: onnxruntime threads per instance
-    accelerator = "tensorrt"             # gpu: tensorrt (fp16 engines, cached) | cuda
+    accelerator = "tensorrt"             # gpu: tensorrt (engines of the model's precision, cached) | cuda
 
     [trtllm]                             # GPU profiles only
     all_models = "/opt/TensorRT-LLM/triton_backend/all_models"   # the checkout matching the container

@@ -44,8 +44,7 @@ def run_ingest(
         return encoder.encode(list(texts), "passage")
 
     meta = json.loads((model_dir / "embedder.json").read_text())
-    model_sha = meta["files"]["model.onnx"]["sha256"]
-    model_id = f"{settings.embedder}-{settings.embedding_precision}:{model_sha[:16]}:max{settings.passage_tokens}"
+    model_id = settings.embedding_model_id(meta)
     return ingest(
         sources,
         out,

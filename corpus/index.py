@@ -7,13 +7,13 @@ answerable fiche as one document (head and whole body), which rewards fiches who
 rather than one passage.
 
 Dense vectors say what a fiche is about. Their rows are set by the index's *dense scope*:
-- ``heads``: one vector per fiche head;
-- ``topics`` (CPU default): the heads, plus one short vector per *topic* of the fiche — its title with its
-  description, each heading path (chapters, situations and cases: "Rupture conventionnelle > Conditions >
-  Salarié protégé") and each related question — so that a question about one situation the fiche covers
-  meets that situation's own vector rather than an average of the whole fiche (about 45,000 short texts,
-  2-3 minutes on two cores);
-- ``all`` (GPU hosts): the topics and every chunk (an hour on two cores).
+- ``heads`` (the default): one vector per fiche head (3,615 rows);
+- ``topics``: the heads, plus one short vector per *topic* of the fiche — its title with its description,
+  each heading path (chapters, situations and cases: "Rupture conventionnelle > Conditions > Salarié
+  protégé") and each related question — so that a question about one situation the fiche covers meets that
+  situation's own vector rather than an average of the whole fiche (46,916 rows; about 16 minutes of
+  EmbeddingGemma on two cores, and no gain on the dev split: benchmarks/README.md);
+- ``all``: the topics and every chunk (37,758 more rows; for GPU hosts).
 A fiche's dense score is its best row. The retriever fuses the rankings by fiche.
 
 Everything is written to one directory with a manifest; loading reads arrays and msgpack, no parsing, so
@@ -138,6 +138,10 @@ class SearchIndex:
 
     def audience_mask(self, audience: str | None) -> NDArray[np.bool_] | None:
         return _mask(self.audience_bits, audience)
+
+    def fiche_ids_audience_mask(self, audience: str | None) -> NDArray[np.bool_] | None:
+        """Per fiche (in ``fiche_ids`` order): published for ``audience``."""
+        return _mask(self.fiche_bits, audience)
 
     def save(self, directory: Path) -> None:
         """Write atomically: a half-written index is never left where the gateway looks."""

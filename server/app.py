@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
@@ -22,7 +23,7 @@ from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 from numpy.typing import NDArray
 
-from corpus.index import load_index
+from corpus.index import Manifest, load_index
 from corpus.records import Fiche
 from server.answers.chat import ChatFormat
 from server.answers.service import AnswerPreview, AnswerService, Delta, Generator, Prepared
@@ -40,7 +41,7 @@ from server.errors import (
 )
 from server.generation import TritonGenerator
 from server.metrics import CONTENT_TYPE_LATEST, GatewayMetrics, metrics_middleware
-from server.model_interface import GeneratorInterface, load_interface
+from server.model_interface import GeneratorInterface, ModelInterface, load_interface
 from server.rpc.server import RunningServer, start_grpc_server
 from server.schemas import AnswerRequest, AnswerResponse, HealthStatus, SearchRequest, SearchResponse
 from server.service import Embedder, SearchService
@@ -339,6 +340,28 @@ def _check_limits(settings: Settings, generator: GeneratorInterface) -> None:
         )
 
 
+def _check_index(settings: Settings, manifest: Manifest, interface: ModelInterface | None) -> None:
+    """Refuse an index whose vectors the served embedder cannot be compared with (every search would fail), and
+    warn when it was built with another model of the same width (searches would run, ranked wrongly)."""
+    if interface is not None and interface.embedder.dim != manifest.dim:
+        raise RuntimeError(
+            f"the index was built with {manifest.embedding_model} ({manifest.dim}-d vectors) but the served embedder "
+            f"'{interface.embedder.model}' gives {interface.embedder.dim}-d vectors: rebuild the index with the served "
+            "embedder (python -m build_engines setup with the same ALBERT_EMBEDDER settings)"
+        )
+    try:
+        meta = json.loads((settings.embedding_dir / "embedder.json").read_text())
+        expected = settings.embedding_model_id(meta)
+    except (OSError, ValueError, KeyError):
+        return  # the model directory lives elsewhere (a GPU host's): nothing to compare with here
+    if expected != manifest.embedding_model:
+        log.warning(
+            "the index was built with %s, the settings name %s: rankings will be wrong until the index is rebuilt",
+            manifest.embedding_model,
+            expected,
+        )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -378,6 +401,8 @@ def create_app(
         rpc: RunningServer | None = None
         try:
             loaded = load_index(index_dir or settings.resolved_index_dir)
+            if embedder is None:  # the served embedder (an injected one is the caller's business)
+                _check_index(settings, loaded.manifest, interface)
             limit = settings.embed_batch_max if interface is None else interface.embedder.max_batch_size
             service = SearchService(settings, loaded, _micro_batched(active, settings, metrics, limit), metrics)
             answers = AnswerService(settings, service, writer, _chat_format(tokenizer_dir))

@@ -31,7 +31,8 @@ class EmbedderDefaults(msgspec.Struct, frozen=True):
     """Embed the query with its acronym and everyday-word expansions (e5 gains from them; EmbeddingGemma
     loses: it reads them better unaided)."""
     min_dense_cosine: float
-    """The coverage rule's threshold, calibrated on the situational and off-topic question sets (README)."""
+    """The coverage rule's threshold (``Settings.min_dense_cosine`` unless ``relevance_min_dense`` is set),
+    calibrated on the dev split, the situational set, one-word queries and the off-topic set (README)."""
     passage_max_tokens: int
 
 
@@ -144,7 +145,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     split: benchmarks/README.md)."""
 
     candidates: int = 200
-    """Units kept from each of the lexical and dense rankings before fusion."""
+    """Depth of every ranking before fusion: fiches of each ranking (rrf), fused fiches (scores), and units
+    ranked for excerpts."""
 
     rrf_k: int = 30
     """Reciprocal-rank-fusion constant: score = sum 1 / (rrf_k + rank)."""
@@ -171,8 +173,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     fiches advisors chose for their questions)."""
 
     embedding_precision: Literal["int8", "fp32"] = "int8"
-    """Weights of the embedding model's ONNX file (int8: cosine >= 0.99 to fp32, 2-3x faster on CPU; fp32
-    for GPU hosts)."""
+    """Weights of the embedding model's ONNX file (int8: cosine >= 0.99 to fp32, EmbeddingGemma
+    40 ms per query on two cores instead of 70; fp32 for GPU hosts)."""
 
     passage_max_tokens: int | None = None
     """Tokens of a passage that are embedded at ingestion (the lexical index sees the whole chunk); default: the
@@ -181,7 +183,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
     dense_scope: Literal["heads", "topics", "all"] = "heads"
     """What gets a dense vector: fiche heads only (the CPU default); heads and topics (title with description,
-    every heading path — chapters, situations, cases — and related question: 45,000 short texts); or topics and
+    every heading path — chapters, situations, cases — and related question: 46,916 short texts); or topics and
     every chunk too (GPU hosts). benchmarks/README.md has what each gives and costs."""
 
     generator_threads: int = 2
@@ -279,6 +281,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             else "embeddinggemma"
         )
         return self.models_dir / f"{name}-{self.embedding_precision}"
+
+    def embedding_model_id(self, meta: dict[str, Any]) -> str:
+        """What an index records as its embedding model, from the model directory's ``embedder.json``: the
+        embedder, its precision, the ONNX file's hash and the passage length."""
+        model_sha = meta["files"]["model.onnx"]["sha256"]
+        return f"{self.embedder}-{self.embedding_precision}:{model_sha[:16]}:max{self.passage_tokens}"
 
     @property
     def embedder_defaults(self) -> EmbedderDefaults:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from corpus.index import unit_text
-from corpus.questions import evaluation_fiches
+from corpus.questions import QUESTION_TYPES, evaluation_fiches
 from corpus.records import Fiche
 
 __all__ = ["Pair", "mine_pairs", "read_pairs", "write_bundle"]
@@ -99,7 +99,7 @@ def mine_pairs(
         raw.extend((s, (fiche.id,), "sentence") for s in rng.sample(sentences, min(per_fiche, len(sentences))))
         situations = _situations(fiche)
         raw.extend((s, (fiche.id,), "situation") for s in rng.sample(situations, min(1, len(situations))))
-        if fiche.type.startswith("Fiche Question-réponse") and fiche.id not in held_out:
+        if fiche.type in QUESTION_TYPES and fiche.id not in held_out:
             raw.append((fiche.title, (fiche.id, *dict.fromkeys(listed_by[fiche.id])), "related"))
         for _acronym, expansion in sorted(fiche.abbreviations.items())[:1]:
             if len(expansion.split()) >= 3:

@@ -96,6 +96,8 @@ def main(argv: list[str]) -> int:
     fiches = [json.loads(line) for line in (bundle / "fiches.jsonl").read_text(encoding="utf-8").splitlines()]
     position = {f["id"]: i for i, f in enumerate(fiches)}
     model = load_embedder(checkpoint)
+    if not 1 <= layers <= len(model.layers):
+        raise SystemExit(f"layers must be 1-{len(model.layers)} (the model's transformer layers), not {layers}")
     bottom = len(model.layers) - layers
     trainable = [*model.layers[bottom:].parameters(), *model.norm.parameters(), *model.dense.parameters()]
     for parameter in model.parameters():
@@ -105,11 +107,14 @@ def main(argv: list[str]) -> int:
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
 
     def ids(texts: list[str], prefix: str, limit: int) -> list[list[int]]:
-        return [row[:limit] for row in tokenizer([prefix + t for t in texts])["input_ids"]]
+        # Truncated by the tokenizer, as the served encoder does: the end-of-text token is kept.
+        encoded = tokenizer([prefix + t for t in texts], truncation=True, max_length=limit)
+        return list(encoded["input_ids"])
 
     frozen = _Frozen(model, bottom, batch=32)
     query_states = frozen.run(ids([p["query"] for p in pairs], options["query_prefix"], 64), "queries")
-    fiche_states = frozen.run(ids([f["text"] for f in fiches], options["passage_prefix"], 128), "fiches")
+    passage_tokens = int(options["passage_tokens"])
+    fiche_states = frozen.run(ids([f["text"] for f in fiches], options["passage_prefix"], passage_tokens), "fiches")
     optimiser = torch.optim.AdamW(trainable, lr=float(options["lr"]), weight_decay=0.01)
     batch = int(options["batch"])
     total = (len(pairs) + batch - 1) // batch * int(options["epochs"])

@@ -23,11 +23,11 @@ from build_engines.finetune.pairs import Pair, mine_pairs, read_pairs, write_bun
 from build_engines.gemma.build import PREFIXES, GemmaBuild, build_env, export_model_dir, fetch_checkpoint
 from corpus.records import Fiche
 
-__all__ = ["FinetuneOptions", "finetune_embedder", "finetuned_is_built"]
+__all__ = ["FinetuneOptions", "finetune_embedder", "finetuned_is_built", "is_finetuned"]
 
 Log = Callable[[str], None]
 Progress = Callable[[str, int, int], None]
-FINETUNE_VERSION = "1"
+FINETUNE_VERSION = "2"  # 2: texts truncated by the tokenizer (end-of-text kept)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,7 @@ class FinetuneOptions:
     lr: float = 2e-5
     seed: int = 0
     threads: int = 2
+    passage_tokens: int = 128
 
 
 def _fingerprint(pairs: list[Pair], options: FinetuneOptions) -> str:
@@ -53,12 +54,24 @@ def _fingerprint(pairs: list[Pair], options: FinetuneOptions) -> str:
     return digest.hexdigest()
 
 
-def finetuned_is_built(out: Path, fingerprint: str) -> bool:
+def _finetune_meta(out: Path) -> dict[str, object] | None:
     try:
         meta = json.loads((out / "embedder.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
-        return False
-    return bool(meta.get("finetune", {}).get("fingerprint") == fingerprint and (out / "model.onnx").is_file())
+        return None
+    tuning = meta.get("finetune")
+    return tuning if isinstance(tuning, dict) and (out / "model.onnx").is_file() else None
+
+
+def is_finetuned(out: Path) -> bool:
+    """``out`` holds a fine-tuned model directory (whatever its pairs and options)."""
+    return _finetune_meta(out) is not None
+
+
+def finetuned_is_built(out: Path, fingerprint: str) -> bool:
+    """``out`` holds the model these pairs and options give."""
+    tuning = _finetune_meta(out)
+    return tuning is not None and tuning.get("fingerprint") == fingerprint
 
 
 def collect_pairs(fiches: dict[str, Fiche], options: FinetuneOptions) -> list[Pair]:
@@ -91,31 +104,28 @@ def finetune_embedder(
     python = ensure_build_venv(build.venv, log, steps)
     work = out.with_name(f".{out.name}.training")
     shutil.rmtree(work, ignore_errors=True)
-    counts = write_bundle(pairs, fiches, work / "bundle")
-    log(f"training pairs: {len(pairs)} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
-    train_options = {
-        "layers": options.layers,
-        "epochs": options.epochs,
-        "batch": options.batch,
-        "lr": options.lr,
-        "seed": options.seed,
-        "threads": options.threads,
-        "query_prefix": PREFIXES["query"],
-        "passage_prefix": PREFIXES["passage"],
-    }
-    command = [str(python), "-m", "build_engines.finetune.train", str(checkpoint), str(work / "bundle")]
-    command += [str(work / "trained"), json.dumps(train_options)]
-    report = _run_training(command, log, progress)
-    export_model_dir(
-        build,
-        checkpoint,
-        out,
-        log,
-        weights=work / "trained" / "weights.safetensors",
-        extra={"finetune": {**report, "fingerprint": fingerprint, "pair_kinds": counts}},
-        steps=steps,
-    )
-    shutil.rmtree(work, ignore_errors=True)
+    try:
+        counts = write_bundle(pairs, fiches, work / "bundle")
+        log(f"training pairs: {len(pairs)} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
+        train_options = {
+            **{k: v for k, v in asdict(options).items() if k not in ("corpus_pairs", "pairs_file", "max_pairs")},
+            "query_prefix": PREFIXES["query"],
+            "passage_prefix": PREFIXES["passage"],
+        }
+        command = [str(python), "-m", "build_engines.finetune.train", str(checkpoint), str(work / "bundle")]
+        command += [str(work / "trained"), json.dumps(train_options)]
+        report = _run_training(command, log, progress)
+        export_model_dir(
+            build,
+            checkpoint,
+            out,
+            log,
+            weights=work / "trained" / "weights.safetensors",
+            extra={"finetune": {**report, "fingerprint": fingerprint, "pair_kinds": counts}},
+            steps=steps,
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     log(f"fine-tuned embedder built in {time.perf_counter() - started:.0f} s -> {out}")
     return out
 

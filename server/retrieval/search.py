@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from corpus.analysis import FrenchAnalyzer
 from corpus.index import SearchIndex
-from corpus.records import AUDIENCES, Chunk, Fiche
+from corpus.records import Chunk, Fiche
 from server.retrieval.expansion import QueryExpander
 from server.retrieval.rrf import rrf
 from server.settings import Settings
@@ -40,6 +40,9 @@ Fusion = Literal["scores", "rrf"]
 
 @dataclass(frozen=True, slots=True)
 class SearchParams:
+    """How a search ranks. What the gateway serves is ``from_settings`` (the chosen embedder's tuned values);
+    the field defaults are a neutral base for unit tests, not the served configuration."""
+
     fusion: Fusion = "rrf"
     candidates: int = 200
     rrf_k: int = 30
@@ -114,9 +117,9 @@ def _positive(scores: NDArray[np.float32]) -> NDArray[np.float32]:
 
 
 class HybridSearcher:
-    def __init__(self, index: SearchIndex, params: SearchParams | None = None) -> None:
+    def __init__(self, index: SearchIndex, params: SearchParams) -> None:
         self.index = index
-        self.params = params or SearchParams()
+        self.params = params
         self.analyzer = FrenchAnalyzer()
         abbreviations: dict[str, str] = {}
         for fiche in index.fiches.values():
@@ -162,14 +165,14 @@ class HybridSearcher:
         if query_vector is not None:
             row_mask = index.dense_audience_mask(strict)
             dense = self._dense(query_vector.astype(np.float32), row_mask)
+            heads = dense[index.head_rows]  # the coverage rule's cosine: of the query as asked
+            if heads.size and np.isfinite(heads.max()):
+                best_dense = float(heads.max())
             if params.dense_feedback > 0:
                 # Pseudo-relevance feedback: move the query towards the heads of its three best fiches.
                 best_groups = _top(np.maximum.reduceat(dense, index.dense_groups), 3)
                 moved = query_vector + params.dense_feedback * index.vectors[index.dense_groups[best_groups]].mean(0)
                 dense = self._dense((moved / np.linalg.norm(moved)).astype(np.float32), row_mask)
-            heads = dense[index.head_rows]
-            if heads.size and np.isfinite(heads.max()):
-                best_dense = float(heads.max())
             by_dense[index.dense_group_fiche] = np.maximum.reduceat(dense, index.dense_groups)
             if index.chunk_rows.any():  # chunks with vectors also rank excerpts
                 chunk_rows = _top(np.where(index.chunk_rows, dense, -np.inf), params.candidates)
@@ -187,8 +190,8 @@ class HybridSearcher:
                 best_fiche_lexical = float(doc_scores.max())
 
         other = None
-        if audience is not None and strict is None:
-            other = (index.fiche_bits & (1 << AUDIENCES.index(audience))) == 0
+        if strict is None and (own := index.fiche_ids_audience_mask(audience)) is not None:
+            other = ~own
         if params.fusion == "scores":
             fused = self._fuse_scores(by_dense, by_fiche, by_unit, other)
         else:

@@ -1,4 +1,4 @@
-"""/v1/answers through the real stack: tritonserver serving e5 and the int4 generator, and the gateway.
+"""/v1/answers through the real stack: tritonserver serving the embedder and the int4 generator, and the gateway.
 
 Greedy decoding makes every answer here deterministic. Cancellation is observed through the generator
 model's own counters on Triton's metrics endpoint.

@@ -59,7 +59,7 @@ def test_training_is_reproducible(settings: Settings, tmp_path: Path) -> None:
     write_bundle(mine_pairs(index.fiches, seed=2, max_pairs=8), index.fiches, tmp_path / "bundle")
     build = GemmaBuild(settings.cache_dir)
     python = ensure_build_venv(build.venv, print)
-    options = {"layers": 1, "epochs": 1, "batch": 4, "lr": 1e-4, "seed": 2, "threads": 2}
+    options = {"layers": 1, "epochs": 1, "batch": 4, "lr": 1e-4, "seed": 2, "threads": 2, "passage_tokens": 128}
     options |= {"query_prefix": PREFIXES["query"], "passage_prefix": PREFIXES["passage"]}
     weights = []
     for run in ("a", "b"):

@@ -1,4 +1,4 @@
-"""The gRPC API through the real stack (tritonserver with e5 and the generator, the gateway process),
+"""The gRPC API through the real stack (tritonserver with the embedder and the generator, the gateway process),
 with the client package: same content as HTTP, streaming order, deadlines and cancellation reaching the
 generator in Triton (observed on its metrics endpoint)."""
 

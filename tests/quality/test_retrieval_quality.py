@@ -42,15 +42,18 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 def _embed_queries(triton: TritonProcess, texts: list[str]) -> np.ndarray:
     client = grpcclient.InferenceServerClient(triton.grpc_url)
     out = []
-    for start in range(0, len(texts), 32):
-        batch = np.array([[t.encode()] for t in texts[start : start + 32]], dtype=np.object_)
-        inputs = [
-            grpcclient.InferInput("text", list(batch.shape), "BYTES"),
-            grpcclient.InferInput("kind", list(batch.shape), "BYTES"),
-        ]
-        inputs[0].set_data_from_numpy(batch)
-        inputs[1].set_data_from_numpy(np.full(batch.shape, b"query", dtype=np.object_))
-        out.append(client.infer("embedder", inputs, client_timeout=120).as_numpy("embedding"))
+    try:
+        for start in range(0, len(texts), 32):
+            batch = np.array([[t.encode()] for t in texts[start : start + 32]], dtype=np.object_)
+            inputs = [
+                grpcclient.InferInput("text", list(batch.shape), "BYTES"),
+                grpcclient.InferInput("kind", list(batch.shape), "BYTES"),
+            ]
+            inputs[0].set_data_from_numpy(batch)
+            inputs[1].set_data_from_numpy(np.full(batch.shape, b"query", dtype=np.object_))
+            out.append(client.infer("embedder", inputs, client_timeout=120).as_numpy("embedding"))
+    finally:
+        client.close()
     return np.concatenate(out)
 
 

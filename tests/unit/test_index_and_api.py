@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -96,7 +97,7 @@ def test_hidden_titles_disappear_from_every_unit(built: tuple[Path, Path]) -> No
 
 def test_hybrid_search_ranks_and_filters(built: tuple[Path, Path]) -> None:
     index = load_index(built[1])
-    searcher = HybridSearcher(index)
+    searcher = HybridSearcher(index, SearchParams())
     query = "carte d'identité volée que faire"
     vector = hashing_embed([searcher.dense_text(query)])[0]
     hits = searcher.search(query, vector, audience=None, k=3)
@@ -262,3 +263,23 @@ def test_embedding_cache_round_trips_every_key(tmp_path: Path) -> None:
     assert len(reloaded) == 600
     np.testing.assert_array_equal(reloaded.wrap(embed)(texts), hashing_embed(texts))
     assert calls == []
+
+
+def test_an_index_of_another_width_than_the_served_embedder_is_refused(
+    built: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from server.app import _check_index
+    from server.model_interface import load_interface
+
+    golden = load_interface(Path(__file__).parents[1] / "golden" / "cpu" / "albert_interface.json")
+    interface = msgspec.structs.replace(golden, embedder=msgspec.structs.replace(golden.embedder, dim=768))
+    manifest = load_index(built[1]).manifest  # the hashing embedder's 384-d vectors
+    with pytest.raises(RuntimeError, match=r"384-d vectors\) but the served embedder 'embedder' gives 768-d"):
+        _check_index(Settings(cache_dir=tmp_path), manifest, interface)
+    model_dir = Settings(cache_dir=tmp_path).embedding_dir
+    model_dir.mkdir(parents=True)
+    (model_dir / "embedder.json").write_text('{"files": {"model.onnx": {"sha256": "ab12"}}}')
+    same_width = msgspec.structs.replace(manifest, dim=768)
+    with caplog.at_level("WARNING"):
+        _check_index(Settings(cache_dir=tmp_path), same_width, interface)
+    assert "embeddinggemma-int8:ab12:max128" in caplog.text and "rankings will be wrong" in caplog.text

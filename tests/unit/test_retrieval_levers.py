@@ -54,7 +54,7 @@ def test_topics_give_each_fiche_its_headings_and_related_questions(corpus: Path,
     )
     assert np.all(np.diff(topics.dense_fiche) >= 0)
     # A question about one situation the fiche covers meets that situation's own vector.
-    searcher = HybridSearcher(topics)
+    searcher = HybridSearcher(topics, SearchParams())
     situation = next(t for t in reversed(texts) if " > " in t)
     hits = searcher.search(situation, hashing_embed([situation])[0], audience=None, k=1)
     assert hits[0].fiche.id == "F1759"
