@@ -1,4 +1,4 @@
-"""``python -m server serve``: tritonserver + gateway, stopped together on Ctrl-C.
+"""``python -m server serve``: tritonserver + gateway, stopped together on Ctrl-C or SIGTERM.
 ``python -m server gateway``: the gateway alone, against a Triton already running (production layout).
 """
 
@@ -13,7 +13,9 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import logging
+import signal
 import sys
+from types import FrameType
 
 import uvicorn
 
@@ -40,6 +42,12 @@ def _run_gateway(settings: Settings) -> None:
     )
 
 
+def _stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    # uvicorn shuts the gateway down on SIGTERM, then raises the signal again: this handler turns it into the
+    # same exit as Ctrl-C, so that tritonserver is stopped too (the default action would orphan it).
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
     parser.add_argument("command", choices=["serve", "gateway"])
@@ -61,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     triton = TritonProcess(settings.repository_dir, settings.cache_dir / "triton", ports, log=log_path)
     print(f"Starting tritonserver (gRPC {ports.grpc}, HTTP {ports.http}); log: {log_path}", file=sys.stderr)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         triton.start()
         triton.wait_ready(timeout=180)
