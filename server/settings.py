@@ -163,10 +163,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     (384-d, faster). Changing it rebuilds the index."""
 
     embedder_finetuned: bool = False
-    """Serve EmbeddingGemma fine-tuned on pairs mined from the corpus (and ``finetune_pairs``): set-up runs
-    ``python -m build_engines finetune-embedder`` and indexes with it. Off by default: on the dev split,
-    where choices are made, it did not beat the base model (0.86 against 0.89 recall@5), and the training takes
-    about 41 minutes on two cores; a GPU host runs it in minutes (benchmarks/README.md)."""
+    """Serve EmbeddingGemma fine-tuned on pairs mined from the corpus (and ``finetune_pairs``): set-up indexes
+    with the model ``python -m build_engines finetune-embedder`` last trained, or trains one when there is none.
+    Off by default: on the dev split, where choices are made, it did not beat the base model (0.86 against 0.89
+    recall@5), and the training takes about 41 minutes on two cores; a GPU host runs it in minutes
+    (benchmarks/README.md)."""
 
     finetune_pairs: Path | None = None
     """Extra training pairs for the fine-tuned embedder, JSONL ``{"query": ..., "fiche_id": ...}`` (e.g. the
