@@ -77,7 +77,8 @@ def build_embedder(settings: Settings, console: Console) -> Path:
 def finetune_options(settings: Settings, **chosen: object) -> FinetuneOptions:
     """The fine-tuning options: the defaults, the settings' pairs file and passage length, then ``chosen``."""
     base = {"pairs_file": settings.finetune_pairs, "threads": settings.embed_threads}
-    return FinetuneOptions(**(base | {"passage_tokens": settings.passage_tokens} | chosen))  # type: ignore[arg-type]
+    base["passage_tokens"] = settings.passage_tokens
+    return FinetuneOptions(**(base | chosen))  # type: ignore[arg-type]
 
 
 def _gemma(settings: Settings) -> GemmaBuild:
