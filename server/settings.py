@@ -165,8 +165,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     embedder_finetuned: bool = False
     """Serve EmbeddingGemma fine-tuned on pairs mined from the corpus (and ``finetune_pairs``): set-up indexes
     with the model ``python -m build_engines finetune-embedder`` last trained, or trains one when there is none.
-    Off by default: on the dev split, where choices are made, it did not beat the base model (0.86 against 0.89
-    recall@5), and the training takes about 41 minutes on two cores; a GPU host runs it in minutes
+    Off by default: on the dev split, where choices are made, it did not beat the base model (0.87 against 0.89
+    recall@5), and the training takes 29 minutes on two cores (a GPU host should need minutes)
     (benchmarks/README.md)."""
 
     finetune_pairs: Path | None = None
