@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from build_engines.buildenv import progress_steps
 from build_engines.deployment import Deployment, load_deployment
 from build_engines.fetch import CORPUS, E5_WEIGHTS, FetchError, fetch
 from build_engines.finetune.tune import FinetuneOptions, finetune_embedder, is_finetuned
-from build_engines.gemma.build import GemmaBuild
+from build_engines.gemma.build import GemmaBuild, built_model_meta
 from build_engines.generator import GeneratorBuild, build_generator
 from build_engines.profiles import plan
 from build_engines.protos import generate_stubs
@@ -110,14 +109,11 @@ def finetune(settings: Settings, options: FinetuneOptions, console: Console, out
 
 
 def _e5_is_built(model_dir: Path, int8: bool) -> bool:
-    try:
-        meta = json.loads((model_dir / "embedder.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return False
+    meta = built_model_meta(model_dir)
     return (
-        meta.get("source", {}).get("sha256") == E5_WEIGHTS.sha256
+        meta is not None
+        and meta.get("source", {}).get("sha256") == E5_WEIGHTS.sha256
         and meta.get("dtype") == ("int8" if int8 else "float32")
-        and (model_dir / "model.onnx").exists()
     )
 
 

@@ -20,7 +20,14 @@ from pathlib import Path
 
 from build_engines.buildenv import Steps, ensure_build_venv, no_steps
 from build_engines.finetune.pairs import Pair, mine_pairs, read_pairs, write_bundle
-from build_engines.gemma.build import PREFIXES, GemmaBuild, build_env, export_model_dir, fetch_checkpoint
+from build_engines.gemma.build import (
+    PREFIXES,
+    GemmaBuild,
+    build_env,
+    built_model_meta,
+    export_model_dir,
+    fetch_checkpoint,
+)
 from corpus.records import Fiche
 
 __all__ = ["FinetuneOptions", "finetune_embedder", "finetuned_is_built", "is_finetuned"]
@@ -55,12 +62,8 @@ def _fingerprint(pairs: list[Pair], options: FinetuneOptions) -> str:
 
 
 def _finetune_meta(out: Path) -> dict[str, object] | None:
-    try:
-        meta = json.loads((out / "embedder.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    tuning = meta.get("finetune")
-    return tuning if isinstance(tuning, dict) and (out / "model.onnx").is_file() else None
+    tuning = (built_model_meta(out) or {}).get("finetune")
+    return tuning if isinstance(tuning, dict) else None
 
 
 def is_finetuned(out: Path) -> bool:

@@ -28,7 +28,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from build_engines.buildenv import Steps, ensure_build_venv, no_steps, run_step
 from build_engines.e5.build import publish_dir, smoke_check
@@ -43,6 +43,7 @@ __all__ = [
     "GemmaBuild",
     "build_env",
     "build_gemma",
+    "built_model_meta",
     "export_model_dir",
     "fetch_checkpoint",
     "gemma_is_built",
@@ -128,16 +129,22 @@ class GemmaBuild:
         return self.cache_dir / "build-venv"
 
 
-def gemma_is_built(build: GemmaBuild, model_dir: Path) -> bool:
+def built_model_meta(model_dir: Path) -> dict[str, Any] | None:
+    """The ``embedder.json`` of a built embedding model directory (any embedder); None when it is not built."""
     try:
         meta = json.loads((model_dir / "embedder.json").read_text())
     except (FileNotFoundError, json.JSONDecodeError):
-        return False
+        return None
+    return meta if isinstance(meta, dict) and (model_dir / "model.onnx").is_file() else None
+
+
+def gemma_is_built(build: GemmaBuild, model_dir: Path) -> bool:
+    meta = built_model_meta(model_dir)
     return (
-        meta.get("source", {}).get("sha256") == CHECKPOINT_FILES["model.safetensors"]
+        meta is not None
+        and meta.get("source", {}).get("sha256") == CHECKPOINT_FILES["model.safetensors"]
         and meta.get("build_version") == BUILD_VERSION
         and meta.get("dtype") == DTYPE[build.precision]
-        and (model_dir / "model.onnx").is_file()
     )
 
 
