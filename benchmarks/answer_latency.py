@@ -142,7 +142,7 @@ def main() -> int:
     samples: list[Sample] = []
     with (
         tempfile.TemporaryDirectory() as tmp,
-        local_stack(settings, Path(tmp), ALBERT_CACHE_ENTRIES="0") as (_, gateway),
+        local_stack(settings, Path(tmp), ALBERT_CACHE_ENTRIES="0", ALBERT_ANSWER_MODE="drafted") as (_, gateway),
     ):
         asyncio.run(run(gateway.url, questions[-1:], 1, 8))  # warm-up
         offset = 0

@@ -91,18 +91,23 @@ def judge_view(fiche: Fiche, max_words: int = 40) -> str:
     )
 
 
-def sample(fiches: dict[str, Fiche], seed: int = SAMPLE_SEED) -> list[Fiche]:
-    """Answerable fiches drawn per audience, proportionally to its themes (largest remainder, every theme with
-    at least five fiches gets one), at random within a theme."""
+def sample(
+    fiches: dict[str, Fiche],
+    seed: int = SAMPLE_SEED,
+    per_audience: dict[str, int] = PER_AUDIENCE,
+    exclude: frozenset[str] = frozenset(),
+) -> list[Fiche]:
+    """Answerable fiches (not in ``exclude``) drawn per audience, proportionally to its themes (largest
+    remainder, every theme with at least five fiches gets one), at random within a theme."""
     rng = random.Random(seed)
     chosen: list[Fiche] = []
     for audience in AUDIENCES:
         by_theme: dict[str, list[Fiche]] = defaultdict(list)
         for fiche in sorted(fiches.values(), key=lambda f: f.id):
-            if fiche.answerable and fiche.audience == audience:
+            if fiche.answerable and fiche.audience == audience and fiche.id not in exclude:
                 by_theme[fiche.theme or "(sans thème)"].append(fiche)
         total = sum(map(len, by_theme.values()))
-        want = PER_AUDIENCE[audience]
+        want = per_audience[audience]
         quota = {t: max(1 if len(fs) >= 5 else 0, want * len(fs) // total) for t, fs in by_theme.items()}
         remainders = sorted(
             by_theme, key=lambda t: -(want * len(by_theme[t]) / total - want * len(by_theme[t]) // total)

@@ -75,7 +75,7 @@ def main() -> int:
     rows: list[dict[str, object]] = []
     with (
         tempfile.TemporaryDirectory() as tmp,
-        local_stack(settings, Path(tmp), ALBERT_CACHE_ENTRIES="0") as (_, gateway),
+        local_stack(settings, Path(tmp), ALBERT_CACHE_ENTRIES="0", ALBERT_ANSWER_MODE="drafted") as (_, gateway),
     ):
         for concurrency in (1, 64):
             grpc_row = asyncio.run(bench_grpc(gateway.grpc_target, queries, concurrency))

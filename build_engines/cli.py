@@ -154,7 +154,7 @@ def setup(settings: Settings, console: Console) -> None:
     build_embedder(settings, console)
     with progress_bars(console) as progress:
         build_generator(
-            GeneratorBuild(settings.cache_dir, threads=settings.generator_threads),
+            GeneratorBuild(settings.cache_dir, threads=settings.generator_threads, model=settings.generator_model),
             lambda message: console.print(f"  {message}"),
             progress_steps(progress),
         )

@@ -48,7 +48,7 @@ from typing import Literal
 
 import msgspec
 
-from build_engines.generator import GeneratorBuild
+from build_engines.generator import GENERATORS, GeneratorBuild
 from server.settings import Settings
 
 __all__ = [
@@ -64,7 +64,8 @@ __all__ = [
 
 Profile = Literal["cpu", "trtllm-engine", "trtllm-llmapi"]
 GPU_DTYPES = ("bf16", "fp8", "int8")
-CPU_SERVED_NAME = "qwen2.5-coder-0.5b-instruct-int4-cpu"
+CPU_SERVED_NAME = GeneratorBuild(Path()).served_name  # the default CPU generator's
+_CPU_BUILDS = [GeneratorBuild(Path(), model=model) for model in GENERATORS]
 # The TensorRT-LLM python models the GPU profiles take from the checkout (their configs are ours).
 TRTLLM_MODEL_FILES = {
     "preprocessing": Path("inflight_batcher_llm/preprocessing/1/model.py"),
@@ -130,7 +131,9 @@ class Deployment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froze
         return cls(
             profile="cpu",
             generator=GeneratorSection(
-                checkpoint=GeneratorBuild(settings.cache_dir, threads=settings.generator_threads).model_dir,
+                checkpoint=GeneratorBuild(
+                    settings.cache_dir, threads=settings.generator_threads, model=settings.generator_model
+                ).model_dir,
                 max_batch_size=settings.generator_workers,
                 max_queue=settings.generator_max_queue,
                 max_output_len=settings.answer_max_tokens,
@@ -142,7 +145,10 @@ class Deployment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froze
     def served_model_name(self) -> str:
         if self.generator.served_model_name:
             return self.generator.served_model_name
-        return CPU_SERVED_NAME if self.profile == "cpu" else self.generator.checkpoint.name
+        if self.profile != "cpu":
+            return self.generator.checkpoint.name
+        built = next((b for b in _CPU_BUILDS if b.model_dir.name == self.generator.checkpoint.name), None)
+        return built.served_name if built is not None else CPU_SERVED_NAME
 
     def check(self) -> Deployment:
         """Raise ``DeploymentError`` naming the key when the settings do not fit together."""

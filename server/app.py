@@ -174,12 +174,14 @@ class _AnswersOperation(Operation):
 @post(
     "/v1/answers",
     operation_class=_AnswersOperation,
-    summary="A drafted French answer with its sources, related questions, practical links and fiches",
+    summary="A French answer checked sentence by sentence, with its sources, related questions, links and fiches",
     description=(
+        "The answer quotes the fiches (`answer_kind: quoted`) or is drafted by the generator (`drafted`), as "
+        "the deployment sets; either way every sentence is checked against the source it cites (`grounding`). "
         "With `stream: true` the response is `text/event-stream`: a `sources` event (the bundle without the "
-        "answer), `delta` events (generated text, before citation checks and the output guard), then an "
-        "`answer` event holding the complete response, identical to the non-streaming body. Errors after the "
-        "first event arrive as an `error` event."
+        "answer), `delta` events (the raw draft as generated, or the quoted answer in one piece), then an "
+        "`answer` event holding the complete, checked response, identical to the non-streaming body. Errors "
+        "after the first event arrive as an `error` event."
     ),
     tags=["answers"],
     status_code=HTTP_200_OK,

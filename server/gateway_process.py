@@ -74,9 +74,15 @@ class GatewayProcess:
 
 
 @contextmanager
-def local_stack(settings: Settings, work: Path, **env: str) -> Iterator[tuple[TritonProcess, GatewayProcess]]:
-    """tritonserver (the rendered repository) and a gateway in front of it, logs in ``work``."""
-    with TritonProcess(settings.repository_dir, work / "triton", TritonPorts.free(), log=work / "triton.log") as triton:
+def local_stack(
+    settings: Settings, work: Path, repository: Path | None = None, **env: str
+) -> Iterator[tuple[TritonProcess, GatewayProcess]]:
+    """tritonserver (the rendered repository, or ``repository``) and a gateway in front of it, logs in
+    ``work``."""
+    if repository is not None:
+        env.setdefault("ALBERT_MODEL_INTERFACE", str(repository / "albert_interface.json"))
+    served = repository or settings.repository_dir
+    with TritonProcess(served, work / "triton", TritonPorts.free(), log=work / "triton.log") as triton:
         gateway = GatewayProcess(settings, triton.grpc_url, work / "gateway.log", **env)
         try:
             yield triton, gateway.wait_live()

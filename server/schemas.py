@@ -127,8 +127,9 @@ class AnswerTimings(msgspec.Struct, kw_only=True):
 
 
 class GuardReport(msgspec.Struct, kw_only=True):
-    """What the checks changed: citations to non-sources removed, citations added to sentences copied
-    from an excerpt, contact details not found in the fiches removed."""
+    """What the checks changed: citations removed (to a number that is not a source, or to a source that
+    does not support the sentence), citations added (to the source that supports an uncited sentence),
+    contact details not found in the fiches removed."""
 
     citations_removed: int
     citations_added: int
@@ -137,15 +138,42 @@ class GuardReport(msgspec.Struct, kw_only=True):
     phones_removed: int
 
 
+class AnswerSentence(msgspec.Struct, kw_only=True):
+    """One sentence of the answer as checked. ``status``: ``supported`` (shown, its ``citations`` point to
+    passages that support it), ``unverified`` (shown, marked: no source supports it), ``unsupported`` or
+    ``echo`` (removed: no source supports it / it repeats the question). ``support``: the best support score
+    over the sources, 0-1."""
+
+    text: str
+    status: str
+    citations: list[int]
+    support: float
+
+
+class GroundingReport(msgspec.Struct, kw_only=True):
+    """What the sentence-level check did to the answer."""
+
+    sentences: list[AnswerSentence]
+    kept: int
+    unverified: int
+    removed_unsupported: int
+    removed_echo: int
+    citations_removed: int
+    citations_added: int
+
+
 class AnswerResponse(msgspec.Struct, kw_only=True):
     """The bundle. ``covered`` is false when the fiches do not cover the question: then the answer says so
-    and nothing is generated (``model`` is null)."""
+    and nothing is generated (``model`` is null). ``answer_kind``: ``quoted`` (sentences of the fiches,
+    verbatim), ``drafted`` (written by the generator, checked sentence by sentence) or ``none`` (not covered,
+    or nothing could be verified)."""
 
     id: str
     question: str
     audience: str | None
     covered: bool
     answer: str
+    answer_kind: str
     finish_reason: str
     sources: list[AnswerSource]
     related_questions: list[AnswerQuestion]
@@ -156,3 +184,4 @@ class AnswerResponse(msgspec.Struct, kw_only=True):
     usage: Usage
     timings_ms: AnswerTimings
     guard: GuardReport
+    grounding: GroundingReport

@@ -107,6 +107,14 @@ class SearchService:
         self.results.put(key, retrieval)
         return Retrieved(retrieval, embed_ms=ms(embedded - started), retrieve_ms=ms(done - embedded))
 
+    async def query_vector(self, query: str, *, timeout_s: float | None = None) -> NDArray[np.float32]:
+        """The embedding of an already validated query, as retrieval uses it (from the cache when it can)."""
+        dense_text = self.searcher.dense_text(query)
+        if (vector := self.vectors.get(dense_text)) is None:
+            vector = (await self.embedder.embed([dense_text], "query", timeout_s=timeout_s))[0]
+            self.vectors.put(dense_text, vector)
+        return vector
+
     async def search(self, request: SearchRequest, *, timeout_s: float | None = None) -> SearchResponse:
         query, audience, k = self.validate(request)
         found = await self.retrieve(query, audience, k, timeout_s=timeout_s)

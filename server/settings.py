@@ -10,9 +10,12 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
+
+if TYPE_CHECKING:
+    from server.answers.grounding import GroundingRules
 
 __all__ = ["EMBEDDER_DEFAULTS", "EmbedderDefaults", "Settings", "SettingsError"]
 
@@ -34,14 +37,26 @@ class EmbedderDefaults(msgspec.Struct, frozen=True):
     """The coverage rule's threshold (``Settings.min_dense_cosine`` unless ``relevance_min_dense`` is set),
     calibrated on the dev split, the situational set, one-word queries and the off-topic set (README)."""
     passage_max_tokens: int
+    grounding_min_semantic: float
+    """The grounding check's cosine threshold (``Settings.grounding_min_semantic`` overrides it)."""
 
 
 EMBEDDER_DEFAULTS = {
     "e5-small": EmbedderDefaults(
-        fusion="rrf", dense_weight=1.0, expand_dense_query=True, min_dense_cosine=0.857, passage_max_tokens=256
+        fusion="rrf",
+        dense_weight=1.0,
+        expand_dense_query=True,
+        min_dense_cosine=0.857,
+        passage_max_tokens=256,
+        grounding_min_semantic=0.9,  # not calibrated: e5 cosines of unrelated French sentences reach 0.8
     ),
     "embeddinggemma": EmbedderDefaults(
-        fusion="scores", dense_weight=5.0, expand_dense_query=False, min_dense_cosine=0.34, passage_max_tokens=128
+        fusion="scores",
+        dense_weight=5.0,
+        expand_dense_query=False,
+        min_dense_cosine=0.34,
+        passage_max_tokens=128,
+        grounding_min_semantic=0.72,
     ),
 }
 
@@ -187,6 +202,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     every heading path — chapters, situations, cases — and related question: 46,916 short texts); or topics and
     every chunk too (GPU hosts). benchmarks/README.md has what each gives and costs."""
 
+    generator_model: Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"] = "qwen2.5-coder-0.5b"
+    """The CPU generator that set-up builds and renders (Qwen2.5-Coder-Instruct, int4 onnxruntime-genai).
+    The 1.5B is about 3 times slower; benchmarks/README.md, "Answer quality", compares them."""
+
     generator_threads: int = 2
     """onnxruntime intra-op threads of the CPU generator (written into its genai_config.json at build)."""
 
@@ -210,6 +229,26 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
     answer_fiches: int = 3
     """Retrieved fiches whose excerpts go into the prompt (the others still appear in the bundle)."""
+
+    answer_mode: Literal["quoted", "drafted", "auto"] = "quoted"
+    """What the answer is. ``quoted``: the fiches' sentences that match the situation, verbatim, each cited
+    (no generation). ``drafted``: the generator's draft, checked sentence by sentence against the sources.
+    ``auto``: the checked draft, or the quoted answer when the draft fails the checks (fewer than
+    ``answer_min_supported`` of its sentences supported). Chosen by ``python -m benchmarks.answer_quality``
+    (benchmarks/README.md, "Answer quality")."""
+
+    answer_min_supported: float = 0.75
+    """``auto`` mode: the share of the draft's sentences that must be supported for the draft to be shown."""
+
+    answer_unsupported: Literal["remove", "mark"] = "remove"
+    """A drafted sentence that no source supports is removed, or kept and marked "(non vérifié)"."""
+
+    grounding_min_lexical: float = 0.5
+    """A source supports a sentence when it holds at least this share of the sentence's content words..."""
+
+    grounding_min_semantic: float | None = None
+    """...and its closest sentence reaches this cosine with it (the same numbers and the same polarity are
+    required too). Default: the chosen embedder's value (cosines of different models are not comparable)."""
 
     answer_default_max_tokens: int = 320
     """Answer length when the request does not say (tokens)."""
@@ -298,6 +337,18 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     def passage_tokens(self) -> int:
         """``passage_max_tokens``, or the chosen embedder's default."""
         return self.passage_max_tokens or self.embedder_defaults.passage_max_tokens
+
+    @property
+    def grounding_rules(self) -> GroundingRules:
+        """The sentence-level grounding check's rules (server/answers/grounding.py)."""
+        from server.answers.grounding import GroundingRules
+
+        semantic = self.grounding_min_semantic
+        return GroundingRules(
+            min_lexical=self.grounding_min_lexical,
+            min_semantic=self.embedder_defaults.grounding_min_semantic if semantic is None else semantic,
+            unsupported=self.answer_unsupported,
+        )
 
     @property
     def min_dense_cosine(self) -> float:

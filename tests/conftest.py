@@ -32,6 +32,20 @@ def triton(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 
 @pytest.fixture(scope="session")
+def drafting_gateway(
+    settings: Settings, triton: TritonProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    """A gateway whose answers are drafted by the generator (the shipped default quotes the fiches)."""
+    log: Path = tmp_path_factory.mktemp("drafting") / "gateway.log"
+    process = Gateway(settings, triton.grpc_url, log, ALBERT_ANSWER_MODE="drafted")
+    try:
+        process.wait_live()
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
 def gateway(settings: Settings, triton: TritonProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     log: Path = tmp_path_factory.mktemp("gateway") / "gateway.log"
     process = Gateway(settings, triton.grpc_url, log)

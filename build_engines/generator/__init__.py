@@ -5,6 +5,12 @@ while the serving environment keeps numpy 1.26 for tritonserver's python backend
 checkpoint is kept: it is also the input of the TensorRT-LLM builds on GPU hosts.
 """
 
-from build_engines.generator.build import GGUF_SHA256, GeneratorBuild, build_generator, generator_is_built
+from build_engines.generator.build import (
+    DEFAULT_GENERATOR,
+    GENERATORS,
+    GeneratorBuild,
+    build_generator,
+    generator_is_built,
+)
 
-__all__ = ["GGUF_SHA256", "GeneratorBuild", "build_generator", "generator_is_built"]
+__all__ = ["DEFAULT_GENERATOR", "GENERATORS", "GeneratorBuild", "build_generator", "generator_is_built"]

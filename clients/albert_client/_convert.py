@@ -18,6 +18,8 @@ from albert_client.types import (
     Delta,
     Excerpt,
     Fiche,
+    Grounding,
+    GroundingSentence,
     Guard,
     Link,
     RelatedQuestion,
@@ -100,6 +102,7 @@ def answer(message: pb.AnswerResponse) -> Answer:
         audience=message.audience if message.HasField("audience") else None,
         covered=message.covered,
         answer=message.answer,
+        answer_kind=message.answer_kind,
         finish_reason=message.finish_reason,
         sources=[_source(s) for s in message.sources],
         related_questions=[_question(q) for q in message.related_questions],
@@ -121,6 +124,18 @@ def answer(message: pb.AnswerResponse) -> Answer:
             urls_removed=g.urls_removed,
             emails_removed=g.emails_removed,
             phones_removed=g.phones_removed,
+        ),
+        grounding=Grounding(
+            sentences=[
+                GroundingSentence(text=s.text, status=s.status, citations=list(s.citations), support=s.support)
+                for s in message.grounding.sentences
+            ],
+            kept=message.grounding.kept,
+            unverified=message.grounding.unverified,
+            removed_unsupported=message.grounding.removed_unsupported,
+            removed_echo=message.grounding.removed_echo,
+            citations_removed=message.grounding.citations_removed,
+            citations_added=message.grounding.citations_added,
         ),
     )
 

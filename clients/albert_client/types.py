@@ -16,6 +16,8 @@ __all__ = [
     "Delta",
     "Excerpt",
     "Fiche",
+    "Grounding",
+    "GroundingSentence",
     "Guard",
     "Link",
     "RelatedQuestion",
@@ -85,6 +87,26 @@ class Guard(msgspec.Struct, frozen=True, kw_only=True):
     phones_removed: int
 
 
+class GroundingSentence(msgspec.Struct, frozen=True, kw_only=True):
+    """One sentence as checked: ``status`` is ``supported``, ``unverified`` (shown, marked), ``unsupported``
+    or ``echo`` (removed)."""
+
+    text: str
+    status: str
+    citations: list[int]
+    support: float
+
+
+class Grounding(msgspec.Struct, frozen=True, kw_only=True):
+    sentences: list[GroundingSentence]
+    kept: int
+    unverified: int
+    removed_unsupported: int
+    removed_echo: int
+    citations_removed: int
+    citations_added: int
+
+
 class AnswerBundle(msgspec.Struct, frozen=True, kw_only=True):
     """The first streamed event: the bundle, before the answer is written."""
 
@@ -111,6 +133,7 @@ class Answer(msgspec.Struct, frozen=True, kw_only=True):
     audience: str | None
     covered: bool
     answer: str
+    answer_kind: str  # "quoted" (the fiches' sentences, verbatim), "drafted" (generated, checked) or "none"
     finish_reason: str
     sources: list[Source]
     related_questions: list[RelatedQuestion]
@@ -121,6 +144,7 @@ class Answer(msgspec.Struct, frozen=True, kw_only=True):
     usage: Usage
     timings_ms: Timings
     guard: Guard
+    grounding: Grounding
 
 
 class Excerpt(msgspec.Struct, frozen=True, kw_only=True):

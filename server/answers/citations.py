@@ -1,17 +1,16 @@
 """Inline citations ``[1]``, ``[2]`` in a drafted answer, checked against the returned sources.
 
 A citation to a number that is not a returned source is removed (with the space before it); the caller is
-told how many were removed and which sources the answer really cites. Uncited sentences copied from an
-excerpt get that excerpt's number (``attribute_citations``).
+told how many were removed and which sources the answer cites. Whether a source supports the sentence that
+cites it is checked afterwards, sentence by sentence (``server.answers.grounding``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["CheckedCitations", "attribute_citations", "check_citations"]
+__all__ = ["CheckedCitations", "check_citations"]
 
 # [1], [2, 3], [1][2] and [1-2] are all written by small models; each number is checked on its own.
 _DROPPED = "\x00"
@@ -65,40 +64,3 @@ def check_citations(text: str, n_sources: int) -> CheckedCitations:
         lambda m: f"{m.group(1) or (' ' if m.start() else '')}{m.group(3)} {m.group(2)}{m.group(4)}", checked
     )
     return CheckedCitations(text=checked, cited=tuple(cited), removed=removed)
-
-
-_WORD = re.compile(r"\w{3,}")
-_SENTENCE_END = re.compile(r"[^.!?\n]+[.!?]*")
-
-
-def _words(text: str) -> set[str]:
-    return {w.lower() for w in _WORD.findall(text)}
-
-
-def attribute_citations(text: str, excerpts: Sequence[str], *, min_overlap: float = 0.6) -> tuple[str, int]:
-    """Cite uncited sentences that are taken from an excerpt.
-
-    A sentence without any ``[n]`` whose words (3+ letters) come for at least ``min_overlap`` from excerpt
-    ``n`` (the best one, the lowest ``n`` on ties) gets ``[n]`` before its final punctuation. Small models
-    often copy a sentence without citing it; this makes such sentences verifiable. Returns the text and
-    the number of citations added.
-    """
-    sources = [_words(e) for e in excerpts]
-    added = 0
-
-    def cite(match: re.Match[str]) -> str:
-        nonlocal added
-        sentence = match.group(0)
-        words = _words(sentence)
-        if "[" in sentence or len(words) < 4:
-            return sentence
-        overlaps = [len(words & source) / len(words) for source in sources]
-        if not overlaps or max(overlaps) < min_overlap:
-            return sentence
-        n = overlaps.index(max(overlaps)) + 1
-        body = sentence.rstrip()
-        core = body.rstrip(".!?")
-        added += 1
-        return f"{core} [{n}]{body[len(core) :]}{sentence[len(body) :]}"
-
-    return _SENTENCE_END.sub(cite, text), added

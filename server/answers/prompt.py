@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-__all__ = ["EMPTY_ANSWER", "NO_ANSWER", "SYSTEM_PROMPT", "Prompt", "PromptSource", "build_prompt"]
+__all__ = ["NO_ANSWER", "SYSTEM_PROMPT", "Prompt", "PromptSource", "build_prompt"]
 
 SYSTEM_PROMPT = (
     "Tu es l'assistant des conseillers France Services. Tu réponds en français, en 3 à 5 phrases simples, "
@@ -24,8 +24,6 @@ NO_ANSWER = (
     "Les fiches service-public.fr disponibles ne traitent pas cette question. "
     "Vérifiez la formulation ou orientez l'usager vers l'organisme compétent."
 )
-
-EMPTY_ANSWER = "Aucune réponse n'a pu être rédigée à partir des fiches. Consultez les sources et les fiches ci-dessous."
 
 Messages = list[dict[str, str]]
 CountTokens = Callable[[Messages], int]

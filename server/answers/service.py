@@ -16,14 +16,20 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 import msgspec
+import numpy as np
+from numpy.typing import NDArray
 
+from corpus.records import Chunk, Fiche
 from server.answers.bundle import order_fiches, practical_links, related_questions
 from server.answers.chat import ChatFormat
-from server.answers.citations import attribute_citations, check_citations
+from server.answers.citations import check_citations
+from server.answers.extractive import Selection, render_quotes, select_quotes
+from server.answers.grounding import NOTHING_SUPPORTED, Grounded, ground
 from server.answers.guard import guard_answer
-from server.answers.prompt import EMPTY_ANSWER, NO_ANSWER, PromptSource, build_prompt
+from server.answers.prompt import NO_ANSWER, PromptSource, build_prompt
 from server.answers.relevance import is_covered
 from server.answers.repetition import RepetitionGuard
+from server.cache import LruCache
 from server.errors import BackendTimeout, BackendUnavailable, ValidationFailed
 from server.generation import Generated, GenerationParams
 from server.retrieval.search import FicheHit
@@ -33,8 +39,10 @@ from server.schemas import (
     AnswerQuestion,
     AnswerRequest,
     AnswerResponse,
+    AnswerSentence,
     AnswerSource,
     AnswerTimings,
+    GroundingReport,
     GuardReport,
     SearchRequest,
     Usage,
@@ -45,6 +53,7 @@ from server.settings import Settings
 __all__ = ["AnswerPreview", "AnswerService", "Delta", "Generator", "Prepared"]
 
 _encoder = msgspec.json.Encoder()
+_EMBED_BATCH = 32  # texts per embedding request (the served model's batch limit is 64)
 
 
 class Generator(Protocol):
@@ -93,7 +102,8 @@ class Prepared:
     hits: list[FicheHit]
     covered: bool
     sources: list[PromptSource]
-    prompt: str
+    selection: Selection  # what the quoted answer quotes
+    prompt: str  # "" when nothing is generated
     params: GenerationParams
     started: float
     embed_ms: float
@@ -101,11 +111,18 @@ class Prepared:
     deadline: float | None  # time.monotonic() by which the caller needs the answer
 
 
-def prompt_sources(hits: Sequence[FicheHit], n_fiches: int) -> list[PromptSource]:
-    """Excerpts of the best ``n_fiches`` fiches, round-robin: each fiche's best excerpt first, then the
-    second ones... The prompt budget drops them from the end."""
+def _source(fiche: Fiche, chunk: Chunk) -> PromptSource:
+    return PromptSource(0, fiche.id, fiche.title, fiche.url, chunk.section, chunk.cases, chunk.text)
+
+
+def prompt_sources(hits: Sequence[FicheHit], n_fiches: int, first: Sequence[Chunk] = ()) -> list[PromptSource]:
+    """``first`` (the passages the quoted answer comes from), then the excerpts of the best ``n_fiches``
+    fiches, round-robin: each fiche's best excerpt first, then the second ones... The prompt budget drops
+    them from the end."""
     chosen = list(hits[:n_fiches])
-    out: list[PromptSource] = []
+    fiches = {h.fiche.id: h.fiche for h in hits}
+    out = [_source(fiches[chunk.fiche_id], chunk) for chunk in first]
+    seen = {chunk.id for chunk in first}
     for fiche_hit in chosen:
         if not fiche_hit.excerpts and fiche_hit.fiche.description:
             fiche = fiche_hit.fiche
@@ -115,8 +132,16 @@ def prompt_sources(hits: Sequence[FicheHit], n_fiches: int) -> list[PromptSource
         for fiche_hit in chosen:
             if position < len(fiche_hit.excerpts):
                 chunk = fiche_hit.excerpts[position].chunk
-                fiche = fiche_hit.fiche
-                out.append(PromptSource(0, fiche.id, fiche.title, fiche.url, chunk.section, chunk.cases, chunk.text))
+                if chunk.id not in seen:
+                    seen.add(chunk.id)
+                    out.append(_source(fiche_hit.fiche, chunk))
+    return [replace(source, n=i) for i, source in enumerate(out, start=1)]
+
+
+def _chunks_by_fiche(chunks: Sequence[Chunk]) -> dict[str, list[Chunk]]:
+    out: dict[str, list[Chunk]] = {}
+    for chunk in chunks:
+        out.setdefault(chunk.fiche_id, []).append(chunk)
     return out
 
 
@@ -128,6 +153,21 @@ class AnswerService:
         self.search = search
         self.generator = generator
         self.chat = chat
+        self.rules = settings.grounding_rules
+        self.chunks_of = _chunks_by_fiche(list(search.index.chunks.values()))
+        # Sentences of the fiches, embedded once: the same fiches come back for many questions.
+        self.sentence_vectors: LruCache[NDArray[np.float32]] = LruCache(settings.cache_entries * 16)
+
+    async def _vectors(self, texts: list[str]) -> NDArray[np.float32]:
+        """Passage embeddings of ``texts`` (answer and source sentences), from the cache where it can."""
+        found = {t: v for t in dict.fromkeys(texts) if (v := self.sentence_vectors.get(t)) is not None}
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        for start in range(0, len(missing), _EMBED_BATCH):
+            batch = missing[start : start + _EMBED_BATCH]
+            for text, vector in zip(batch, await self.search.embedder.embed(batch, "passage"), strict=True):
+                found[text] = vector
+                self.sentence_vectors.put(text, vector)
+        return np.stack([found[t] for t in texts]) if texts else np.zeros((0, 1), dtype=np.float32)
 
     def validate(self, request: AnswerRequest) -> tuple[str, str | None, int, GenerationParams]:
         query, audience, k = self.search.validate(
@@ -152,7 +192,8 @@ class AnswerService:
         started = time.perf_counter()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         question, audience, k, params = self.validate(request)
-        if self.chat is None:
+        mode = self.settings.answer_mode
+        if mode != "quoted" and self.chat is None:
             raise BackendUnavailable(
                 "the generator's tokenizer could not be loaded at start-up (the gateway log says why); "
                 "search still works",
@@ -165,16 +206,23 @@ class AnswerService:
         )
         sources: list[PromptSource] = []
         prompt = ""
+        selection = Selection([], [])
         if covered:
-            await self.generator.ensure_ready()
-            chat = self.chat
-            built = build_prompt(
-                question,
-                prompt_sources(retrieval.hits, self.settings.answer_fiches),
-                count_tokens=chat.count_messages,
-                budget=self.settings.answer_prompt_tokens,
+            selection = await select_quotes(
+                await self.search.query_vector(question, timeout_s=timeout_s),
+                retrieval.hits,
+                self.chunks_of,
+                self._vectors,
             )
-            sources, prompt = built.sources, chat.format(built.messages)
+            sources = prompt_sources(retrieval.hits, self.settings.answer_fiches, selection.chunks)
+            if mode != "quoted":
+                chat = self.chat
+                assert chat is not None
+                await self.generator.ensure_ready()
+                built = build_prompt(
+                    question, sources, count_tokens=chat.count_messages, budget=self.settings.answer_prompt_tokens
+                )
+                sources, prompt = built.sources, chat.format(built.messages)
         return Prepared(
             id=f"ans_{uuid.uuid4().hex}",
             question=question,
@@ -182,6 +230,7 @@ class AnswerService:
             hits=retrieval.hits if covered else [],
             covered=covered,
             sources=sources,
+            selection=selection,
             prompt=prompt,
             params=params,
             started=started,
@@ -261,7 +310,8 @@ class AnswerService:
         text, first_token, model = "", None, None
         reason, usage = "no_answer", Usage(prompt_tokens=0, completion_tokens=0)
         generate_started = time.perf_counter()
-        if prepared.covered:
+        drafting = prepared.covered and bool(prepared.prompt)
+        if drafting:
             model = await self.generator.served_name()
             done = Generated(None, None, None)
             repetition = RepetitionGuard()
@@ -284,26 +334,55 @@ class AnswerService:
                         done = Generated("repetition", None, None)
                         break
             reason, usage = self._complete(done, prepared, text)
-        generate_ms = ms(time.perf_counter() - generate_started) if prepared.covered else 0.0
-        self._observe(reason, usage, first_token, generate_ms if prepared.covered else None)
-        checked = check_citations(text.strip(), len(prepared.sources))
-        attributed, added = attribute_citations(checked.text, [s.text for s in prepared.sources])
-        if added:
-            checked = replace(check_citations(attributed, len(prepared.sources)), removed=checked.removed)
+            self._observe(reason, usage, first_token, ms(time.perf_counter() - generate_started))
+        elif prepared.covered:
+            reason = "quoted"
+            self._observe(reason, usage, None, None)
+        generate_ms = ms(time.perf_counter() - generate_started) if drafting else 0.0
         fiches = [h.fiche for h in prepared.hits]
+        checked = check_citations(text.strip(), len(prepared.sources))
         guarded = guard_answer(
             checked.text,
             _encoder.encode(fiches).decode(),
             [link.url for fiche in fiches for link in fiche.links],
         )
-        answer = (guarded.text.strip() or EMPTY_ANSWER) if prepared.covered else NO_ANSWER
-        final = self._bundle(prepared, checked.cited)
+        passages = [s.text for s in prepared.sources]
+        grounded, kind = Grounded(text=""), "none"
+        if drafting:
+            grounded = await ground(guarded.text, prepared.question, passages, self._vectors, self.rules)
+            kind = "drafted"
+            draft_sentences = grounded.kept + grounded.unverified + grounded.removed_unsupported + grounded.removed_echo
+            if self.settings.answer_mode == "auto" and (
+                grounded.nothing_supported or grounded.kept < self.settings.answer_min_supported * draft_sentences
+            ):
+                kind = "quoted"
+        elif prepared.covered:
+            kind = "quoted"
+        if kind == "quoted":
+            number = {s.text: s.n for s in prepared.sources}
+            quotes = render_quotes(prepared.selection, number, {}, None)
+            grounded = await ground(quotes, prepared.question, passages, self._vectors, self.rules)
+            titles = {s.fiche_id: s.title for s in prepared.sources}
+            kept = {s.text for s in grounded.sentences if s.status == "supported"}
+            grounded.text = render_quotes(prepared.selection, number, titles, kept) or grounded.text
+            if first_token is None:
+                first_token = ms(time.perf_counter() - prepared.started)
+        if not prepared.covered:
+            answer = NO_ANSWER
+        elif grounded.nothing_supported:
+            answer, kind = grounded.text or NOTHING_SUPPORTED, "none"
+        else:
+            answer = grounded.text
+        if kind == "quoted" and not drafting:
+            yield Delta(text=answer)
+        final = self._bundle(prepared, grounded.cited)
         yield AnswerResponse(
             id=prepared.id,
             question=prepared.question,
             audience=prepared.audience,
             covered=prepared.covered,
             answer=answer,
+            answer_kind=kind,
             finish_reason=reason,
             corpus_version=corpus_version,
             model=model,
@@ -316,11 +395,23 @@ class AnswerService:
                 total=ms(time.perf_counter() - prepared.started),
             ),
             guard=GuardReport(
-                citations_removed=checked.removed,
-                citations_added=added,
+                citations_removed=checked.removed + grounded.citations_removed,
+                citations_added=grounded.citations_added,
                 urls_removed=guarded.urls_removed,
                 emails_removed=guarded.emails_removed,
                 phones_removed=guarded.phones_removed,
+            ),
+            grounding=GroundingReport(
+                sentences=[
+                    AnswerSentence(text=g.text, status=g.status, citations=list(g.citations), support=g.support)
+                    for g in grounded.sentences
+                ],
+                kept=grounded.kept,
+                unverified=grounded.unverified,
+                removed_unsupported=grounded.removed_unsupported,
+                removed_echo=grounded.removed_echo,
+                citations_removed=grounded.citations_removed,
+                citations_added=grounded.citations_added,
             ),
             sources=final.sources,
             related_questions=final.related_questions,

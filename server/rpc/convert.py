@@ -130,6 +130,19 @@ def response_to_proto(response: AnswerResponse) -> pb.AnswerResponse:
             emails_removed=g.emails_removed,
             phones_removed=g.phones_removed,
         ),
+        answer_kind=response.answer_kind,
+        grounding=pb.GroundingReport(
+            sentences=[
+                pb.AnswerSentence(text=s.text, status=s.status, citations=s.citations, support=s.support)
+                for s in response.grounding.sentences
+            ],
+            kept=response.grounding.kept,
+            unverified=response.grounding.unverified,
+            removed_unsupported=response.grounding.removed_unsupported,
+            removed_echo=response.grounding.removed_echo,
+            citations_removed=response.grounding.citations_removed,
+            citations_added=response.grounding.citations_added,
+        ),
     )
 
 

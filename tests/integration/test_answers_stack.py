@@ -1,20 +1,29 @@
 """/v1/answers through the real stack: tritonserver serving the embedder and the int4 generator, and the gateway.
 
-Greedy decoding makes every answer here deterministic. Cancellation is observed through the generator
-model's own counters on Triton's metrics endpoint.
+The shipped default quotes the fiches; ``drafting_gateway`` drafts with the generator. Both go through the
+sentence-level check, whose invariants are asserted here with the served embedding model. Greedy decoding
+makes every answer deterministic. Cancellation is observed through the generator model's own counters on
+Triton's metrics endpoint.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from server.answers.extractive import FICHE_HEADING, QUOTED_HEADING
+from server.answers.grounding import ground
+from server.answers.sentences import citation_numbers, split_sentences, strip_citations
+from server.model_interface import load_interface
 from server.settings import Settings
+from server.triton_client import TritonEmbedder
 from server.tritonserver import TritonProcess
 from tests.servers import Gateway
 
@@ -40,14 +49,89 @@ def _events(lines: list[str]) -> list[tuple[str, dict[str, object]]]:
     return events
 
 
-@pytest.fixture(scope="module")
-def answer(gateway: Gateway) -> dict[str, object]:
-    response = httpx.post(
-        f"{gateway.url}/v1/answers", json={"question": QUESTION, "audience": "particuliers"}, timeout=120
-    )
+def _post(gateway: Gateway, question: str, audience: str | None = "particuliers") -> dict[str, Any]:
+    response = httpx.post(f"{gateway.url}/v1/answers", json={"question": question, "audience": audience}, timeout=120)
     assert response.status_code == 200, response.text
-    body: dict[str, object] = response.json()
+    body: dict[str, Any] = response.json()
     return body
+
+
+@pytest.fixture(scope="module")
+def answer(drafting_gateway: Gateway) -> dict[str, object]:
+    return _post(drafting_gateway, QUESTION)
+
+
+# Situations of several themes and audiences (not from the evaluation sets).
+SITUATIONS = [
+    (QUESTION, "particuliers"),
+    ("Mon propriétaire ne me rend pas mon dépôt de garantie depuis trois mois, que faire ?", "particuliers"),
+    ("Je suis artisan et un client ne me paie pas ma facture depuis deux mois.", "professionnels"),
+    ("Notre club de foot veut organiser une buvette lors du tournoi du week-end.", "associations"),
+]
+
+
+def _check_grounded(body: dict[str, Any], settings: Settings, triton: TritonProcess) -> None:
+    """Every [n] points to a source whose passage supports that sentence, by the project's own check run
+    again on the final text with the served embedder: it keeps every sentence and every citation."""
+    lines = body["answer"].removeprefix(QUOTED_HEADING).strip().splitlines()
+    text = "\n".join(line for line in lines if not FICHE_HEADING.match(line))
+    passages = [s["excerpt"] for s in body["sources"]]
+    assert body["answer"] and body["covered"] is True
+    if body["answer_kind"] == "none":
+        assert not body["grounding"]["kept"]
+        return
+    report = body["grounding"]["sentences"]
+    shown = [s for s in split_sentences(text) if citation_numbers(s.text)]
+    assert shown, text
+    supported = {s["text"]: s["citations"] for s in report if s["status"] == "supported"}
+    for sentence in shown:
+        assert min(citation_numbers(sentence.text)) >= 1 and max(citation_numbers(sentence.text)) <= len(passages)
+        assert strip_citations(sentence.text) in supported, (sentence.text, report)
+    interface = load_interface(settings.resolved_model_interface).embedder
+
+    async def again() -> Any:
+        embedder = TritonEmbedder(triton.grpc_url, interface, timeout_s=60)
+
+        async def vectors(texts: list[str]) -> Any:
+            return await embedder.embed(texts, "passage")
+
+        cited = "\n".join(s.text for s in shown)
+        return await ground(cited, body["question"], passages, vectors, settings.grounding_rules)
+
+    rechecked = asyncio.run(again())
+    assert rechecked.kept == len(shown), (text, rechecked.sentences)
+    assert rechecked.citations_removed == 0 and rechecked.citations_added == 0
+
+
+@pytest.mark.parametrize(("question", "audience"), SITUATIONS)
+def test_quoted_answers_are_verbatim_cited_and_grounded(
+    gateway: Gateway, settings: Settings, triton: TritonProcess, question: str, audience: str
+) -> None:
+    body = _post(gateway, question, audience)
+    assert body["answer_kind"] == "quoted" and body["model"] is None and body["finish_reason"] == "quoted"
+    assert body["answer"].startswith(QUOTED_HEADING)
+    excerpts = {s["n"]: " ".join(s["excerpt"].split()) for s in body["sources"]}
+    for line in body["answer"].splitlines()[1:]:
+        if FICHE_HEADING.match(line):
+            continue
+        sentence = line.strip().removeprefix("- ")
+        numbers = citation_numbers(sentence)
+        assert len(numbers) == 1, line
+        assert " ".join(strip_citations(sentence).split()) in excerpts[numbers[0]], line  # a copy of its source
+    _check_grounded(body, settings, triton)
+
+
+@pytest.mark.parametrize(("question", "audience"), SITUATIONS)
+def test_drafted_answers_keep_only_supported_sentences(
+    drafting_gateway: Gateway, settings: Settings, triton: TritonProcess, question: str, audience: str
+) -> None:
+    body = _post(drafting_gateway, question, audience)
+    assert body["model"] == "qwen2.5-coder-0.5b-instruct-int4-cpu" and body["answer_kind"] in {"drafted", "none"}
+    counts = body["grounding"]
+    assert len(counts["sentences"]) == (
+        counts["kept"] + counts["unverified"] + counts["removed_unsupported"] + counts["removed_echo"]
+    )
+    _check_grounded(body, settings, triton)
 
 
 def test_a_real_question_gets_a_grounded_french_bundle(answer: dict[str, object], gateway: Gateway) -> None:
@@ -85,7 +169,8 @@ def test_a_real_question_gets_a_grounded_french_bundle(answer: dict[str, object]
     assert answer["finish_reason"] in {"stop", "length"}
 
 
-def test_streaming_gives_the_same_answer(answer: dict[str, object], gateway: Gateway) -> None:
+def test_streaming_gives_the_same_answer(answer: dict[str, object], drafting_gateway: Gateway) -> None:
+    gateway = drafting_gateway
     started = time.monotonic()
     seen: list[tuple[str, float]] = []
     lines: list[str] = []
@@ -111,7 +196,8 @@ def test_streaming_gives_the_same_answer(answer: dict[str, object], gateway: Gat
     assert "".join(str(data["text"]) for name, data in events if name == "delta").strip()
 
 
-def test_client_disconnect_stops_generation(gateway: Gateway, triton: TritonProcess) -> None:
+def test_client_disconnect_stops_generation(drafting_gateway: Gateway, triton: TritonProcess) -> None:
+    gateway = drafting_gateway
     cancelled = _metric(triton, "albert_generator_requests_total", outcome="cancelled")
     tokens = _metric(triton, "albert_generator_tokens_total", kind="completion")
     deltas = 0
@@ -134,7 +220,13 @@ def test_generator_timeout_is_504_and_stops_generation(
     settings: Settings, triton: TritonProcess, tmp_path: Path
 ) -> None:
     cancelled = _metric(triton, "albert_generator_requests_total", outcome="cancelled")
-    gateway = Gateway(settings, triton.grpc_url, tmp_path / "gateway.log", ALBERT_GENERATOR_TIMEOUT_S="1")
+    gateway = Gateway(
+        settings,
+        triton.grpc_url,
+        tmp_path / "gateway.log",
+        ALBERT_GENERATOR_TIMEOUT_S="1",
+        ALBERT_ANSWER_MODE="drafted",
+    )
     try:
         gateway.wait_live()
         started = time.monotonic()
@@ -172,7 +264,13 @@ def test_generator_missing_is_503_while_search_works(
     settings: Settings, triton: TritonProcess, tmp_path: Path, change: dict[str, object], code: str, named: str
 ) -> None:
     interface = _interface_with(settings, tmp_path, **change)
-    gateway = Gateway(settings, triton.grpc_url, tmp_path / "gateway.log", ALBERT_MODEL_INTERFACE=str(interface))
+    gateway = Gateway(
+        settings,
+        triton.grpc_url,
+        tmp_path / "gateway.log",
+        ALBERT_MODEL_INTERFACE=str(interface),
+        ALBERT_ANSWER_MODE="drafted",
+    )
     try:
         gateway.wait_live()
         response = httpx.post(f"{gateway.url}/v1/answers", json={"question": QUESTION}, timeout=30)
@@ -197,7 +295,10 @@ def test_off_topic_question_is_not_answered(gateway: Gateway) -> None:
     assert body["answer"].startswith("Les fiches service-public.fr disponibles ne traitent pas cette question")
 
 
-def test_client_leaving_a_non_streaming_answer_stops_generation(gateway: Gateway, triton: TritonProcess) -> None:
+def test_client_leaving_a_non_streaming_answer_stops_generation(
+    drafting_gateway: Gateway, triton: TritonProcess
+) -> None:
+    gateway = drafting_gateway
     cancelled = _metric(triton, "albert_generator_requests_total", outcome="cancelled")
     with pytest.raises(httpx.ReadTimeout):  # the client gives up after 2 s and closes the connection
         httpx.post(f"{gateway.url}/v1/answers", json={"question": LONG, "max_tokens": 1000}, timeout=2)

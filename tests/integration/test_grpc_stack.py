@@ -40,7 +40,8 @@ def test_search_and_fiche_match_http(gateway: Gateway) -> None:
         assert rpc.get_fiche("F1759") == http.get_fiche("F1759")
 
 
-def test_stream_answer_matches_the_http_bundle(gateway: Gateway) -> None:
+def test_stream_answer_matches_the_http_bundle(drafting_gateway: Gateway) -> None:
+    gateway = drafting_gateway
     http_body = httpx.post(
         f"{gateway.url}/v1/answers", json={"question": QUESTION, "audience": "particuliers"}, timeout=120
     ).json()
@@ -49,12 +50,14 @@ def test_stream_answer_matches_the_http_bundle(gateway: Gateway) -> None:
     assert isinstance(events[0], AnswerBundle) and isinstance(events[-1], Answer)
     assert all(isinstance(e, Delta) for e in events[1:-1]) and len(events) > 3
     final = msgspec.to_builtins(events[-1])
-    for key in ("answer", "sources", "related_questions", "links", "fiches", "usage", "guard", "covered", "model"):
+    keys = ("answer", "answer_kind", "sources", "related_questions", "links", "fiches", "usage", "guard", "grounding")
+    for key in (*keys, "covered", "model"):
         assert final[key] == http_body[key], key
     assert "".join(e.text for e in events[1:-1] if isinstance(e, Delta)).strip()
 
 
-def test_deadline_exceeded_stops_generation(gateway: Gateway, triton: TritonProcess) -> None:
+def test_deadline_exceeded_stops_generation(drafting_gateway: Gateway, triton: TritonProcess) -> None:
+    gateway = drafting_gateway
     cancelled = _metric(triton, "albert_generator_requests_total", outcome="cancelled")
     with AnswerClient(gateway.grpc_target) as rpc:
         started = time.monotonic()
@@ -68,7 +71,8 @@ def test_deadline_exceeded_stops_generation(gateway: Gateway, triton: TritonProc
         time.sleep(0.2)
 
 
-def test_cancelled_stream_stops_generation(gateway: Gateway, triton: TritonProcess) -> None:
+def test_cancelled_stream_stops_generation(drafting_gateway: Gateway, triton: TritonProcess) -> None:
+    gateway = drafting_gateway
     cancelled = _metric(triton, "albert_generator_requests_total", outcome="cancelled")
     tokens = _metric(triton, "albert_generator_tokens_total", kind="completion")
     with AnswerClient(gateway.grpc_target, timeout_s=120) as rpc:

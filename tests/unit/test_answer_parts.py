@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from corpus.parse import parse_publication
 from corpus.tree import from_xml
 from server.answers.bundle import order_fiches, practical_links, related_questions
-from server.answers.citations import attribute_citations, check_citations
+from server.answers.citations import check_citations
 from server.answers.guard import guard_answer
 from server.answers.prompt import SYSTEM_PROMPT, PromptSource, build_prompt
 from server.answers.repetition import RepetitionGuard
@@ -163,24 +163,3 @@ def test_repetition_guard_cuts_at_the_first_repeated_sentence() -> None:
     text += ". Déclarez le vol au commissariat. Déclarez le vol au commissariat."
     cut = long.feed(text)
     assert cut is not None and text[cut:] == " Déclarez le vol au commissariat."
-
-
-def test_copied_sentences_get_the_citation_of_their_excerpt() -> None:
-    excerpts = [
-        "Vous devez déclarer le vol au commissariat ou à la gendarmerie.",
-        "Les documents à présenter dépendent de la possession d'un passeport sécurisé.",
-    ]
-    text = (
-        "Les documents à présenter dépendent de la possession d'un passeport. "
-        "Déclarez le vol au commissariat [1]. Bonne journée à vous deux !"
-    )
-    cited, added = attribute_citations(text, excerpts)
-    assert added == 1
-    assert cited == (
-        "Les documents à présenter dépendent de la possession d'un passeport [2]. "
-        "Déclarez le vol au commissariat [1]. Bonne journée à vous deux !"
-    )
-    assert attribute_citations("Rien de commun avec les fiches ici présentes.", excerpts) == (
-        "Rien de commun avec les fiches ici présentes.",
-        0,
-    )

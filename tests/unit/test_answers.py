@@ -15,7 +15,8 @@ from rich.console import Console
 
 from corpus.ingest import ingest
 from server.answers.chat import ChatFormat
-from server.answers.prompt import EMPTY_ANSWER, NO_ANSWER
+from server.answers.grounding import NOTHING_SUPPORTED
+from server.answers.prompt import NO_ANSWER
 from server.app import create_app
 from server.errors import BackendTimeout, BackendUnavailable, Overloaded
 from server.generation import GenerationParams
@@ -40,6 +41,8 @@ def _client(setup: tuple[Path, Path], **overrides: Any) -> tuple[TestClient[Any]
         "relevance_min_dense": 0.0,  # the hashing embedder's cosines mean nothing: everything is covered
         "answer_prompt_tokens": 400,
         "grpc_port": 0,
+        "answer_mode": "drafted",  # the scripted generator's text, checked
+        "grounding_min_semantic": 0.4,  # bag-of-words cosines: a sentence sharing most words with a passage
     }
     values.update(overrides)
     generator = ScriptedGenerator()
@@ -84,29 +87,46 @@ def test_answer_bundle_checks_citations_and_guards_contacts(api: tuple[TestClien
     client, generator = api
     generator.pieces = [
         "Déclarez le vol au commissariat [1]. ",
-        "Faites la pré-plainte sur https://www.service-public.fr/pre-plainte [1][7]. ",
-        "Appelez le 01 23 45 67 89 ou écrivez à aide@example.com, voir https://arnaque.example.org/x [2].",
+        "Faites une pré-plainte en ligne sur https://www.service-public.fr/pre-plainte [2][7]. ",
+        "Appelez le 01 23 45 67 89 ou écrivez à aide@example.com, voir https://arnaque.example.org/x [2]. ",
+        "Votre carte a été volée en France, que faire ?",
     ]
     response = client.post("/v1/answers", json={"question": QUESTION, "audience": "particuliers", "k": 1})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["covered"] is True and body["model"] == "scripted" and body["finish_reason"] == "stop"
-    answer = body["answer"]
-    # [7] is not a returned source; [1] and [2] are (F1759 has two excerpts at most).
-    n_sources = len(body["sources"])
-    assert n_sources >= 1
-    assert "[7]" not in answer and "[1]" in answer
-    assert body["guard"]["citations_removed"] == 1 + (n_sources < 2)
-    # The fiche's own URL stays; the invented ones, the phone number and the e-mail go.
-    assert "https://www.service-public.fr/pre-plainte" in answer
-    assert "arnaque" not in answer and "01 23 45 67 89" not in answer and "aide@example.com" not in answer
+    assert body["answer_kind"] == "drafted"
+    # Source 1 is the fiche's "Votre carte a été volée ?"; source 2 says to report the theft at the police
+    # station and holds the pre-complaint téléservice. [7] is not a source; the contacts are not the fiche's.
+    assert body["sources"][1]["excerpt"].startswith("Vous devez déclarer le vol au commissariat")
+    assert body["answer"] == (
+        "Déclarez le vol au commissariat [2]. "
+        "Faites une pré-plainte en ligne sur https://www.service-public.fr/pre-plainte [2]."
+    )
+    assert [(s["status"], s["citations"]) for s in body["grounding"]["sentences"]] == [
+        ("supported", [2]),
+        ("supported", [2]),
+        ("unsupported", []),
+        ("echo", []),
+    ]
+    # [1] moved to the passage that supports the sentence, [7] and the unsupported sentence's [2] removed.
     assert body["guard"] == {
-        "citations_removed": body["guard"]["citations_removed"],
-        "citations_added": 0,
+        "citations_removed": 3,
+        "citations_added": 1,
         "urls_removed": 1,
         "emails_removed": 1,
         "phones_removed": 1,
     }
+    grounding = {k: v for k, v in body["grounding"].items() if k != "sentences"}
+    assert grounding == {
+        "kept": 2,
+        "unverified": 0,
+        "removed_unsupported": 1,
+        "removed_echo": 1,
+        "citations_removed": 2,
+        "citations_added": 1,
+    }
+    n_sources = len(body["sources"])
     assert [s["n"] for s in body["sources"]] == list(range(1, n_sources + 1))
     assert {s["fiche_id"] for s in body["sources"]} == {"F1759"}
     assert body["fiches"] == [
@@ -128,7 +148,7 @@ def test_answer_bundle_checks_citations_and_guards_contacts(api: tuple[TestClien
     ]
     assert {link["type"] for link in body["links"]} == {"teleservice", "formulaire", "simulateur"}
     assert all(link["fiche_id"] == "F1759" for link in body["links"])
-    assert body["usage"]["completion_tokens"] == 3
+    assert body["usage"]["completion_tokens"] == 4  # one per scripted piece
     timings = body["timings_ms"]
     assert timings["first_token"] is not None and timings["total"] >= timings["embed"] + timings["retrieve"]
 
@@ -147,7 +167,11 @@ def test_prompt_respects_the_budget_and_carries_the_situation(setup: tuple[Path,
     assert prompt.startswith("<|im_start|>system\n") and prompt.endswith(
         f"{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
     )
-    assert "Extrait [1] : Carte d'identité volée (Vol en France" in prompt
+    # The quoted answer's passages come first; the situation a passage applies to is shown with it.
+    assert (
+        "Extrait [1] : Carte d'identité volée" in prompt
+        and "Extrait [2] : Carte d'identité volée (Vol en France" in prompt
+    )
     assert "\nSituation : Vol en France" in prompt
     # Every source in the response is one the prompt shows.
     for source in response.json()["sources"]:
@@ -181,9 +205,11 @@ def test_a_repeating_answer_is_cut_and_generation_stopped(api: tuple[TestClient[
     for stream in (False, True):
         response = client.post("/v1/answers", json={"question": QUESTION, "stream": stream})
         body = response.json() if not stream else _events(response.text)[-1][1]
-        assert body["answer"] == "Bonjour. Vous devez déclarer le vol au commissariat [1]."
+        # The draft is cut after its first repetition; the check then drops "Bonjour." (no source says it)
+        # and cites the passage that says the rest.
+        assert body["answer"] == "Vous devez déclarer le vol au commissariat [2]."
         assert body["finish_reason"] == "repetition"
-        assert body["usage"]["completion_tokens"] == len(body["answer"].split())  # the word-level test tokenizer
+        assert body["usage"]["completion_tokens"] == 1 + len(loop.split())  # the word-level test tokenizer
     assert generator.closed_early == 2  # the stream was left: in Triton, that cancels the request
 
 
@@ -191,7 +217,8 @@ def test_an_empty_generation_says_so(api: tuple[TestClient[Any], ScriptedGenerat
     client, generator = api
     generator.pieces = ["  ", "[9]"]  # whitespace and an invalid citation: nothing left after the checks
     body = client.post("/v1/answers", json={"question": QUESTION}).json()
-    assert body["answer"] == EMPTY_ANSWER and body["covered"] is True and body["sources"]
+    assert body["answer"] == NOTHING_SUPPORTED and body["covered"] is True and body["sources"]
+    assert body["answer_kind"] == "none"
 
 
 def test_nothing_relevant_answers_without_generating(setup: tuple[Path, Path]) -> None:

@@ -53,6 +53,8 @@ class Stack:
             "generator_tokenizer_dir": root / "tokenizer",
             "relevance_min_dense": 0.0,
             "grpc_port": self.port,
+            "answer_mode": "drafted",  # the scripted generator's text, checked
+            "grounding_min_semantic": 0.4,  # bag-of-words cosines
             **overrides,
         }
         self.generator = ScriptedGenerator()
@@ -110,7 +112,7 @@ def test_every_rpc_matches_http(stack: Stack, client: AnswerClient) -> None:
     http = AnswerClient("http://testserver", timeout_s=10)
     http._http = stack.http  # the in-process HTTP app through the same client code
     answer = client.answer(QUESTION, audience="particuliers", k=2)
-    assert answer.answer == "Déclarez le vol au commissariat [1]." and answer.model == "scripted"
+    assert answer.answer == "Déclarez le vol au commissariat [2]." and answer.model == "scripted"
     assert _plain(answer) == _plain(http.answer(QUESTION, audience="particuliers", k=2))
     events = list(client.stream_answer(QUESTION, audience="particuliers", k=2))
     assert isinstance(events[0], AnswerBundle) and isinstance(events[-1], type(answer))
@@ -320,7 +322,7 @@ def test_async_client_over_both_transports(stack: Stack) -> None:
             fiche = await client.get_fiche("F1759")
             with pytest.raises(InvalidRequest):
                 await client.search(" ")
-        assert answer.answer == "Déclarez le vol au commissariat [1]."
+        assert answer.answer == "Déclarez le vol au commissariat [2]."
         assert isinstance(events[0], AnswerBundle) and isinstance(events[1], Delta)
         assert _plain(events[-1]) == _plain(answer)
         assert found.results[0].fiche_id == fiche.id == "F1759"
