@@ -45,7 +45,7 @@ from benchmarks.answer_sets import DATA, load_answer_set
 from build_engines.cli import render
 from build_engines.deployment import Deployment
 from server.answers.extractive import FICHE_HEADING, QUOTED_HEADING
-from server.answers.grounding import Claim, GroundingRules, measure_support
+from server.answers.grounding import Claim, GroundingRules, is_echo, measure_support, normalized
 from server.answers.sentences import citation_numbers, split_sentences, strip_citations
 from server.gateway_process import local_stack
 from server.model_interface import load_interface
@@ -107,8 +107,8 @@ class Scorer:
         missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
         for start in range(0, len(missing), 32):
             batch = missing[start : start + 32]
-            for text, vector in zip(batch, await self.embedder.embed(batch, "passage"), strict=True):
-                self.cache[text] = vector / max(float(np.linalg.norm(vector)), 1e-12)
+            for text, vector in zip(batch, normalized(await self.embedder.embed(batch, "passage")), strict=True):
+                self.cache[text] = vector
         return np.stack([self.cache[t] for t in texts]) if texts else np.zeros((0, 1), dtype=np.float32)
 
     async def support(self, claim: Claim, evidence: list[Claim], rules: GroundingRules) -> bool:
@@ -136,8 +136,7 @@ class Scorer:
             cited_total += len(numbers)
             cited_ok += sum(verdicts)
             supported += any(verdicts)
-            new = claim.stems - question.stems
-            echo += bool(claim.stems and len(new) <= 1 and 1 - len(new) / len(claim.stems) >= self.rules.echo_overlap)
+            echo += is_echo(claim, question, self.rules)
         points = [await self.key_point_stated(point, claims) for point in row["key_points"]]
         grounding = body["grounding"]
         drafted = (

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 from pathlib import Path
 
 from benchmarks.eval_sets import sample as draw
-from benchmarks.eval_sets import title_keywords, writer_view
+from benchmarks.eval_sets import test_half, title_keywords, writer_view
 from build_engines.fetch import CORPUS, fetch
 from corpus.analysis import FrenchAnalyzer
 from corpus.ingest import load_fiches
-from corpus.records import AUDIENCES, Fiche
+from corpus.records import Fiche
 from server.settings import Settings
 
 __all__ = ["DATA", "load_answer_set"]
@@ -69,11 +68,7 @@ def assemble(fiches: dict[str, Fiche], work: Path) -> dict[str, list[dict[str, o
             problems.append(f"{fiche_id}: {len(points) if isinstance(points, list) else 0} key points")
     if problems:
         raise SystemExit("\n".join(problems))
-    rng = random.Random(SPLIT_SEED)
-    test_ids: set[str] = set()
-    for audience in AUDIENCES:
-        ids = sorted(r["fiche_id"] for r in drawn if r["audience"] == audience)
-        test_ids.update(rng.sample(ids, len(ids) // 2))
+    test_ids = test_half(drawn, SPLIT_SEED)
     sets: dict[str, list[dict[str, object]]] = {"dev": [], "test": []}
     for n, row in enumerate(drawn, start=1):
         q = written[row["fiche_id"]]

@@ -35,7 +35,7 @@ from corpus.ingest import load_fiches
 from corpus.records import AUDIENCES, Fiche
 from server.settings import Settings
 
-__all__ = ["SAMPLE_SEED", "title_keywords", "writer_view"]
+__all__ = ["SAMPLE_SEED", "test_half", "title_keywords", "writer_view"]
 
 SAMPLE_SEED = 20261129
 SPLIT_SEED = 11
@@ -221,6 +221,16 @@ def _pool_command(index: SearchIndex, work: Path, per_packet: int = 30) -> None:
     print(f"{len(questions)} questions, {sum(sizes)} candidates ({min(sizes)}-{max(sizes)} per question)")
 
 
+def test_half(rows: list[dict[str, str]], seed: int) -> set[str]:
+    """The split, drawn once: half of each audience's fiches (``rows``: fiche_id, audience) go to ``test``."""
+    rng = random.Random(seed)
+    test_ids: set[str] = set()
+    for audience in AUDIENCES:
+        ids = sorted(r["fiche_id"] for r in rows if r["audience"] == audience)
+        test_ids.update(rng.sample(ids, len(ids) // 2))
+    return test_ids
+
+
 def assemble(fiches: dict[str, Fiche], work: Path) -> dict[str, list[dict[str, object]]]:
     """Questions + judgments -> the two sets. ``expected``: the fiche the question was written from, then the
     other candidates the judge said answer it (answerable fiches only). The split is drawn once, by fiche,
@@ -231,11 +241,7 @@ def assemble(fiches: dict[str, Fiche], work: Path) -> dict[str, list[dict[str, o
     judged: dict[str, list[str]] = {}
     for path in sorted((work / "judgments").glob("*.json")):
         judged.update(json.loads(path.read_text()))
-    rng = random.Random(SPLIT_SEED)
-    test_ids: set[str] = set()
-    for audience in AUDIENCES:
-        ids = sorted(q["fiche_id"] for q in questions if q["audience"] == audience)
-        test_ids.update(rng.sample(ids, len(ids) // 2))
+    test_ids = test_half(questions, SPLIT_SEED)
     sets: dict[str, list[dict[str, object]]] = {"dev": [], "test": []}
     for n, q in enumerate(questions, start=1):
         said = judged[label[q["fiche_id"]]]

@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from server.answers.sentences import CITATION, group_numbers
+
 __all__ = ["CheckedCitations", "check_citations"]
 
 # [1], [2, 3], [1][2] and [1-2] are all written by small models; each number is checked on its own.
 _DROPPED = "\x00"
 _LEADING = re.compile(r"(?:^|(?<=[.!?\n]))(\s*)((?:\[\d+\])+)\s*[.:]\s*([^.!?\n\[]+?)\s*([.!?]|$)", re.MULTILINE)
-_CITATION = re.compile(r"\s?\[(\d+(?:\s*[,;-]\s*\d+)*)\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,18 +26,6 @@ class CheckedCitations:
     removed: int
 
 
-def _numbers(group: str) -> list[int]:
-    parts = re.split(r"\s*[,;]\s*", group)
-    out: list[int] = []
-    for part in parts:
-        if "-" in part:
-            low, high = (int(x) for x in part.split("-", 1))
-            out.extend(range(low, high + 1) if 0 < high - low < 10 else [low, high])
-        else:
-            out.append(int(part))
-    return out
-
-
 def check_citations(text: str, n_sources: int) -> CheckedCitations:
     """Keep citations to sources 1..n_sources, rewrite each marker as ``[a][b]``, drop the others."""
     cited: list[int] = []
@@ -44,7 +33,7 @@ def check_citations(text: str, n_sources: int) -> CheckedCitations:
 
     def replace(match: re.Match[str]) -> str:
         nonlocal removed
-        numbers = _numbers(match.group(1))
+        numbers = group_numbers(match.group(1))
         valid = [n for n in numbers if 1 <= n <= n_sources]
         removed += len(numbers) - len(valid)
         for n in valid:
@@ -55,7 +44,7 @@ def check_citations(text: str, n_sources: int) -> CheckedCitations:
         lead = " " if match.group(0).startswith(" ") else ""
         return lead + "".join(f"[{n}]" for n in dict.fromkeys(valid))
 
-    checked = _CITATION.sub(replace, text)
+    checked = CITATION.sub(replace, text)
     # "faire.[7]." must not become "faire.." once [7] is gone.
     checked = re.sub(rf"([.!?]){_DROPPED}\s*\.", r"\1", checked).replace(_DROPPED, "")
     # "[1]. Il faut..." (the marker written as its own sentence, before the text it cites) becomes

@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from corpus.records import Chunk
-from server.answers.grounding import Vectors
+from server.answers.grounding import Vectors, normalized
 from server.answers.sentences import Sentence, split_sentences
 from server.retrieval.search import FicheHit
 
@@ -57,6 +57,7 @@ class Selection:
 class _Candidate:
     chunk: Chunk
     position: int  # of the sentence in the chunk
+    in_chunk: list[Sentence]  # the chunk's sentences (split once, shared by its candidates)
     text: str
     context: str  # what is embedded: headings + sentence
 
@@ -73,10 +74,12 @@ def _sentences(chunks: Sequence[Chunk], limit: int) -> list[_Candidate]:
     out: list[_Candidate] = []
     for chunk in chunks:
         heading = " > ".join(chunk.section)
-        for position, sentence in enumerate(split_sentences(chunk.text)):
+        in_chunk = split_sentences(chunk.text)
+        for position, sentence in enumerate(in_chunk):
             text = sentence.text
             if len(text) >= 12 or sentence.bullet:
-                out.append(_Candidate(chunk, position, text, f"{heading} : {text}" if heading else text))
+                context = f"{heading} : {text}" if heading else text
+                out.append(_Candidate(chunk, position, in_chunk, text, context))
     return out[:limit]
 
 
@@ -108,8 +111,7 @@ def _in_context(sentences: list[Sentence], position: int, list_items: int) -> li
 
 
 def _cosines(vectors: NDArray[np.float32], query: NDArray[np.float32]) -> NDArray[np.float32]:
-    norms = np.maximum(np.linalg.norm(vectors, axis=1), 1e-12)
-    out: NDArray[np.float32] = (vectors @ query) / norms / max(float(np.linalg.norm(query)), 1e-12)
+    out: NDArray[np.float32] = normalized(vectors) @ normalized(query[None, :])[0]
     return out
 
 
@@ -161,8 +163,7 @@ async def select_quotes(
         for i in sorted(members, key=lambda i: -float(scores[i]))[:per_fiche]:
             chunk = candidates[i].chunk
             place = chunks_of[chunk.fiche_id].index(chunk)
-            in_chunk = split_sentences(chunk.text)
-            for position, sentence in _in_context(in_chunk, candidates[i].position, list_items):
+            for position, sentence in _in_context(candidates[i].in_chunk, candidates[i].position, list_items):
                 picked.setdefault(
                     (place, position), Quote(chunk, sentence.text, round(float(scores[i]), 4), bool(sentence.bullet))
                 )

@@ -42,7 +42,9 @@ __all__ = [
     "Support",
     "Vectors",
     "ground",
+    "is_echo",
     "measure_support",
+    "normalized",
 ]
 
 Status = Literal["supported", "unverified", "unsupported", "echo"]
@@ -155,7 +157,14 @@ class Grounded:
         return self.kept == 0
 
 
-def _normalized(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
+def is_echo(claim: Claim, question: Claim, rules: GroundingRules) -> bool:
+    """The sentence mostly repeats the question: at most one content word of its own, and at least
+    ``echo_overlap`` of its content words taken from the question."""
+    new = claim.stems - question.stems
+    return bool(claim.stems) and len(new) <= 1 and 1 - len(new) / len(claim.stems) >= rules.echo_overlap
+
+
+def normalized(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     out: NDArray[np.float32] = vectors / np.maximum(norms, 1e-12)
     return out
@@ -196,7 +205,7 @@ async def ground(
         )
     )
     position = {t: i for i, t in enumerate(texts)}
-    embedded = _normalized(await vectors(texts)) if texts else np.zeros((0, 1), dtype=np.float32)
+    embedded = normalized(await vectors(texts)) if texts else np.zeros((0, 1), dtype=np.float32)
     needed = set(to_embed)
 
     def support(i: int, n: int) -> Support:
@@ -208,7 +217,7 @@ async def ground(
         vectors_n = embedded[[position[e.text] for e in evidence[n]]]
         return measure_support(claims[i], embedded[position[claims[i].text]], evidence[n], vectors_n, rules)
 
-    question_stems = Claim.of(question).stems
+    asked = Claim.of(question)
     out = Grounded(text="")
     lines: dict[int, list[str]] = {}
     bullets: dict[int, str] = {}
@@ -217,8 +226,7 @@ async def ground(
         supports = [support(i, n) for n in range(len(evidence))]
         best = max(supports, key=lambda s: (s.supported, s.score), default=None)
         score = best.score if best is not None else 0.0
-        new = claim.stems - question_stems
-        if claim.stems and len(new) <= 1 and 1 - len(new) / len(claim.stems) >= rules.echo_overlap:
+        if is_echo(claim, asked, rules):
             out.removed_echo += 1
             out.citations_removed += len(cited)
             out.sentences.append(GroundedSentence(claim.text, "echo", (), score))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Sentence", "citation_numbers", "split_sentences", "strip_citations"]
+__all__ = ["CITATION", "Sentence", "citation_numbers", "group_numbers", "split_sentences", "strip_citations"]
 
 # Lower-cased, without the period: abbreviations that a capital or a number often follows ("M. Dupont",
 # "art. L. 1234"). Others ("etc.") end a sentence when a capital follows and do not otherwise.
@@ -69,7 +69,7 @@ _BULLET = re.compile(r"^\s*(?:[-•*–]|\d{1,2}[.)])\s+")
 _MARKERS = r"(?:\s*\[\d+(?:\s*[,;-]\s*\d+)*\])*"
 _END = re.compile(rf"[.!?…]+{_MARKERS}(?=\s+|$)")
 _NEXT_START = re.compile(r"\s+[\"«(\[]?\s*[A-ZÀ-ÖØ-Þ0-9]")
-_CITATION = re.compile(r"\s?\[(\d+(?:\s*[,;-]\s*\d+)*)\]")
+CITATION = re.compile(r"\s?\[(\d+(?:\s*[,;-]\s*\d+)*)\]")  # a marker, with the space before it
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,22 +79,25 @@ class Sentence:
     bullet: str  # the list bullet it had ("- "), or ""
 
 
-def citation_numbers(text: str) -> list[int]:
-    """The numbers cited in ``text``, in order, each once ([1, 3] from "… [1] … [3][1]"); ranges expanded."""
+def group_numbers(group: str) -> list[int]:
+    """The numbers of one marker's inside ("1, 3", "2-4"); a short range is expanded."""
     out: list[int] = []
-    for group in _CITATION.findall(text):
-        for part in re.split(r"\s*[,;]\s*", group):
-            if "-" in part:
-                low, high = (int(x) for x in part.split("-", 1))
-                numbers = list(range(low, high + 1)) if 0 < high - low < 10 else [low, high]
-            else:
-                numbers = [int(part)]
-            out.extend(n for n in numbers if n not in out)
+    for part in re.split(r"\s*[,;]\s*", group):
+        if "-" in part:
+            low, high = (int(x) for x in part.split("-", 1))
+            out.extend(range(low, high + 1) if 0 < high - low < 10 else [low, high])
+        else:
+            out.append(int(part))
     return out
 
 
+def citation_numbers(text: str) -> list[int]:
+    """The numbers cited in ``text``, in order, each once ([1, 3] from "… [1] … [3][1]"); ranges expanded."""
+    return list(dict.fromkeys(n for group in CITATION.findall(text) for n in group_numbers(group)))
+
+
 def strip_citations(text: str) -> str:
-    return _CITATION.sub("", text).strip()
+    return CITATION.sub("", text).strip()
 
 
 def _is_abbreviation(line: str, end: int) -> bool:
