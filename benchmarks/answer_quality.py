@@ -75,7 +75,24 @@ class Asked:
     total_s: float
 
 
-async def _ask(client: httpx.AsyncClient, question: str, audience: str | None) -> Asked:
+# Answers that got 503/504 (the gateway's deadline on a busy machine) are asked again this many times; each
+# retry is counted in the report (``retried``) and its latency is that of the answer that came.
+RETRIES = 2
+
+
+async def _ask(client: httpx.AsyncClient, question: str, audience: str | None, retried: list[str]) -> Asked:
+    for attempt in range(RETRIES + 1):
+        try:
+            return await _ask_once(client, question, audience)
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code not in (503, 504) or attempt == RETRIES:
+                raise
+            retried.append(f"{exc.response.status_code}: {question[:60]}")
+            await asyncio.sleep(5)
+    raise AssertionError("unreachable")
+
+
+async def _ask_once(client: httpx.AsyncClient, question: str, audience: str | None) -> Asked:
     started = time.perf_counter()
     first = None
     final: dict[str, Any] = {}
@@ -206,9 +223,10 @@ async def run_config(url: str, rows: list[dict[str, Any]], scorer: Scorer) -> di
     off_topic_questions = json.loads((DATA / "off_topic_questions.json").read_text())["questions"][:OFF_TOPIC]
     answers, scored, first, total, refused = [], [], [], [], []
     async with httpx.AsyncClient(base_url=url, timeout=300) as client:
-        await _ask(client, "Carte d'identité perdue : que faire ?", None)  # warm-up, not counted
+        retried: list[str] = []
+        await _ask(client, "Carte d'identité perdue : que faire ?", None, retried)  # warm-up, not counted
         for n, row in enumerate(rows, start=1):
-            asked = await _ask(client, row["question"], row["audience"])
+            asked = await _ask(client, row["question"], row["audience"], retried)
             verdict = await scorer.score(row, asked.body)
             scored.append(verdict)
             total.append(asked.total_s)
@@ -234,9 +252,9 @@ async def run_config(url: str, rows: list[dict[str, Any]], scorer: Scorer) -> di
                 flush=True,
             )
         for question in off_topic_questions:
-            asked = await _ask(client, question, None)
+            asked = await _ask(client, question, None, retried)
             refused.append(not asked.body["covered"] or asked.body["answer_kind"] == "none")
-    return {"summary": summarize(scored, refused, first, total), "answers": answers}
+    return {"summary": {**summarize(scored, refused, first, total), "retried": len(retried)}, "answers": answers}
 
 
 TABLE = (
@@ -262,6 +280,9 @@ def print_table(results: dict[str, dict[str, Any]], split: str) -> None:
     for name, result in results.items():
         summary = result["summary"]
         print(f"| {name} | " + " | ".join("" if summary[k] is None else f"{summary[k]}" for k in TABLE) + " |")
+    for name, result in results.items():
+        if result["summary"]["retried"]:
+            print(f"{name}: {result['summary']['retried']} answers asked again after a 503/504 (a busy machine?)")
 
 
 async def _main(args: argparse.Namespace) -> int:

@@ -12,9 +12,17 @@ The protocol (tests/data/README.md) keeps the questions out of reach of whoever 
    (other helpers) mark the candidates that also answer the question into ``<work>/judgments/*.json``.
 4. ``assemble``: adds the fiches the judges marked (answerable ones of the pool) to ``expected``, and splits
    once, by fiche, into ``dev`` and ``test``.
+5. ``repool`` (when the rankers have changed): the pools of step 3 came from the rankers of their time, so a
+   fiche that only a later ranker finds counts as a miss even when it answers. For every question of both
+   splits, the union of the current rankers' top 10 (the served pipeline within and across audiences, its
+   dense model alone, BM25 alone) and the fiches already accepted, shuffled, goes to new judges with the
+   same instructions (``JUDGE_INSTRUCTIONS``); the fiches already accepted are controls (how often the new
+   judges agree with the first). ``merge`` adds what they accept to ``expected`` and keeps the first
+   judgments in ``expected_first``; the evaluation prints both.
 
-Run as ``python -m benchmarks.eval_sets {sample,check,pool,assemble} --work DIR``. The pools of the committed
-sets came from the e5 pipeline of the time (audience filter, fiche heads only).
+Run as ``python -m benchmarks.eval_sets {sample,check,pool,assemble,repool,merge} --work DIR``. The pools of
+the committed sets came from the e5 pipeline of the time (audience filter, fiche heads only), extended on
+2026-12-03 by ``repool`` with the EmbeddingGemma pipeline's.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import json
 import random
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +46,7 @@ from server.settings import Settings
 
 __all__ = ["SAMPLE_SEED", "test_half", "title_keywords", "writer_view"]
 
+DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 SAMPLE_SEED = 20261129
 SPLIT_SEED = 11
 # Fiches drawn per audience (the corpus holds 2,912 / 595 / 93 answerable fiches of each; associations and
@@ -153,6 +163,22 @@ def title_violations(index: SearchIndex, questions: list[dict[str, str]]) -> lis
 
 POOL_DEPTH = 10
 
+JUDGE_INSTRUCTIONS = """\
+You judge search results for a help desk for French public services (France Services). Each packet holds
+questions, each followed by candidate fiches of service-public.fr (id, title, audience, description,
+headings and the start of the body); the whole text of every candidate is in candidates/<id>.txt.
+
+For each question, list every candidate that answers it: a person (or the advisor helping them) who reads
+that fiche finds the answer to the question, or to its main part, for the situation described. Judge on
+content only, whatever the fiche's audience (particuliers, professionnels, associations). A fiche on the
+same broad topic that does not answer this situation does not count. Read the whole fiche
+(candidates/<id>.txt) whenever the packet's summary is not enough to decide. The candidates are in no
+particular order; there may be none, one or several that answer.
+
+Write your verdicts as one JSON object: {"Q001": ["F1234", "N567"], "Q002": [], ...} with every question of
+the packet as a key, into the file you are told.
+"""
+
 
 def pool_candidates(index: SearchIndex, questions: list[dict[str, str]]) -> dict[str, list[str]]:
     """Per question: the union of the top ``POOL_DEPTH`` fiches of four rankers that see the question
@@ -169,17 +195,7 @@ def pool_candidates(index: SearchIndex, questions: list[dict[str, str]]) -> dict
     rng = random.Random(SAMPLE_SEED)
     out: dict[str, list[str]] = {}
     for q in questions:
-        text, audience = q["question"], q["audience"]
-        vector = encode(searcher.dense_text(text))
-        terms = searcher.lexical_terms(text)
-        lexical = np.asarray(index.bm25.get_scores(terms), dtype=np.float32) if terms else np.zeros(len(index.units))
-        dense = index.vectors @ vector
-        rankings = [
-            _fiches_of(index, index.unit_fiche[np.argsort(-lexical)]),
-            _fiches_of(index, index.dense_fiche[np.argsort(-dense)]),
-            [h.fiche.id for h in within.search(text, vector, audience=audience, k=POOL_DEPTH)],
-            [h.fiche.id for h in searcher.search(text, vector, audience=None, k=POOL_DEPTH)],
-        ]
+        rankings = _rankings(index, encode, searcher, within, q["question"], q["audience"], across=True)
         pool = {q["fiche_id"]}
         for ranking in rankings:
             pool.update(ranking[:POOL_DEPTH])
@@ -187,6 +203,22 @@ def pool_candidates(index: SearchIndex, questions: list[dict[str, str]]) -> dict
         rng.shuffle(candidates)
         out[q["fiche_id"]] = candidates
     return out
+
+
+def _rankings(
+    index: SearchIndex, encode: Any, searcher: Any, within: Any, text: str, audience: str, *, across: bool
+) -> list[list[str]]:
+    """Four rankings of a question: BM25 over units, the dense model alone, the served pipeline within the
+    audience and across audiences (``across``) or with the audience as a preference."""
+    vector = encode(searcher.dense_text(text))
+    terms = searcher.lexical_terms(text)
+    lexical = np.asarray(index.bm25.get_scores(terms), dtype=np.float32) if terms else np.zeros(len(index.units))
+    return [
+        _fiches_of(index, index.unit_fiche[np.argsort(-lexical)]),
+        _fiches_of(index, index.dense_fiche[np.argsort(-(index.vectors @ vector))]),
+        [h.fiche.id for h in within.search(text, vector, audience=audience, k=POOL_DEPTH)],
+        [h.fiche.id for h in searcher.search(text, vector, audience=None if across else audience, k=POOL_DEPTH)],
+    ]
 
 
 def _fiches_of(index: SearchIndex, fiches: np.ndarray) -> list[str]:
@@ -219,6 +251,83 @@ def _pool_command(index: SearchIndex, work: Path, per_packet: int = 30) -> None:
     (work / "judge_keys.json").write_text(json.dumps({"keys": keys, "pools": pools}, indent=1))
     sizes = [len(p) for p in pools.values()]
     print(f"{len(questions)} questions, {sum(sizes)} candidates ({min(sizes)}-{max(sizes)} per question)")
+
+
+def current_pools(index: SearchIndex, rows: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Per question id: the current rankers' top ``POOL_DEPTH`` (the served pipeline within and across
+    audiences, its dense model alone, BM25 over units alone) with the fiches already accepted, shuffled."""
+    from benchmarks.retrieval_eval import QueryEncoder
+    from server.retrieval.search import HybridSearcher, SearchParams
+
+    settings = Settings.from_env()
+    encode = QueryEncoder(settings)
+    params = SearchParams.from_settings(settings)
+    searcher = HybridSearcher(index, params)
+    within = HybridSearcher(index, dataclasses.replace(params, audience_filter="strict"))
+    rng = random.Random(SAMPLE_SEED + 1)
+    out: dict[str, list[str]] = {}
+    for row in rows:
+        rankings = _rankings(index, encode, searcher, within, str(row["question"]), str(row["audience"]), across=False)
+        pool = set(row["expected"])
+        for ranking in rankings:
+            pool.update(ranking[:POOL_DEPTH])
+        candidates = sorted(pool)
+        rng.shuffle(candidates)
+        out[str(row["id"])] = candidates
+    return out
+
+
+def _split_rows() -> dict[str, list[dict[str, Any]]]:
+    return {name: json.loads((DATA / f"everyday_{name}.json").read_text()) for name in ("dev", "test")}
+
+
+def _repool_command(index: SearchIndex, work: Path, per_packet: int = 30) -> None:
+    """Judging packets over the current rankers' pools, for every question of both splits, mixed so that a
+    packet holds questions of both and a judge cannot tell which split a question belongs to."""
+    rows = [r for split in _split_rows().values() for r in split]
+    random.Random(SPLIT_SEED).shuffle(rows)
+    pools = current_pools(index, rows)
+    (work / "judge").mkdir(parents=True, exist_ok=True)
+    (work / "candidates").mkdir(exist_ok=True)
+    (work / "INSTRUCTIONS.txt").write_text(JUDGE_INSTRUCTIONS)
+    for fiche_id in sorted({c for cs in pools.values() for c in cs}):
+        (work / "candidates" / f"{fiche_id}.txt").write_text(writer_view(index.fiches[fiche_id]))
+    keys: dict[str, str] = {}
+    for n, start in enumerate(range(0, len(rows), per_packet), start=1):
+        lines = []
+        for i, row in enumerate(rows[start : start + per_packet], start=start + 1):
+            keys[f"Q{i:03d}"] = str(row["id"])
+            lines.append(f"=== Q{i:03d} ({row['audience']}) : {row['question']}\n")
+            lines.extend(judge_view(index.fiches[fiche_id]) for fiche_id in pools[str(row["id"])])
+        (work / "judge" / f"packet_{n:02d}.txt").write_text("\n".join(lines))
+    (work / "judge_keys.json").write_text(json.dumps({"keys": keys, "pools": pools}, indent=1))
+    sizes = [len(p) for p in pools.values()]
+    print(f"{len(rows)} questions, {sum(sizes)} candidates ({min(sizes)}-{max(sizes)} per question)")
+
+
+def merge(fiches: dict[str, Fiche], work: Path) -> dict[str, list[dict[str, Any]]]:
+    """The new judgments added to both splits: ``expected`` gains the answerable fiches of the pool the new
+    judge accepted; ``expected_first`` keeps the first judgments (kept as they were: a fiche the new judge
+    did not accept again stays acceptable)."""
+    keys = json.loads((work / "judge_keys.json").read_text())
+    judged: dict[str, list[str]] = {}
+    for path in sorted((work / "judgments").glob("*.json")):
+        judged.update(json.loads(path.read_text()))
+    said = {keys["keys"][key]: fiche_ids for key, fiche_ids in judged.items()}
+    missing = set(keys["keys"].values()) - set(said)
+    if missing:
+        raise SystemExit(f"no judgment for {len(missing)} questions: {sorted(missing)[:10]}")
+    out = {}
+    for name, rows in _split_rows().items():
+        for row in rows:
+            first = list(row.get("expected_first", row["expected"]))
+            pool = set(keys["pools"][row["id"]])
+            added = [f for f in said[str(row["id"])] if f in pool and f not in first and fiches[f].answerable]
+            row["expected_first"] = first
+            row["expected"] = [*first, *dict.fromkeys(added)]
+            row["rejudge_kept_first"] = sorted(set(first) & set(said[str(row["id"])]))
+        out[name] = rows
+    return out
 
 
 def test_half(rows: list[dict[str, str]], seed: int) -> set[str]:
@@ -265,31 +374,40 @@ def assemble(fiches: dict[str, Fiche], work: Path) -> dict[str, list[dict[str, o
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.eval_sets", description=__doc__)
-    parser.add_argument("command", choices=["sample", "check", "pool", "assemble"])
+    parser.add_argument("command", choices=["sample", "check", "pool", "assemble", "repool", "merge"])
     parser.add_argument("--work", type=Path, required=True)
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    if args.command in ("sample", "assemble"):
+    if args.command in ("sample", "assemble", "merge"):
         # From the corpus itself, so that the sets do not depend on an index build.
         parsed, _ = load_fiches([fetch(CORPUS, settings.cache_dir / "downloads")])
         fiches = {f.id: f for f in parsed}
     if args.command == "sample":
         _sample_command(fiches, args.work)
         return 0
-    if args.command == "assemble":
-        data = Path(__file__).resolve().parent.parent / "tests" / "data"
-        for name, rows in assemble(fiches, args.work).items():
-            (data / f"everyday_{name}.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
+    if args.command in ("assemble", "merge"):
+        made = assemble(fiches, args.work) if args.command == "assemble" else merge(fiches, args.work)
+        for name, rows in made.items():
+            (DATA / f"everyday_{name}.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
             sizes = [len(r["expected"]) for r in rows]  # type: ignore[arg-type]
             kept = sum(bool(r["judge_kept_source"]) for r in rows)
             print(
                 f"{name}: {len(rows)} questions, {sum(sizes) / len(rows):.2f} acceptable fiches per question, "
                 f"the judge kept the source fiche for {kept}"
             )
+            if args.command == "merge":
+                first = sum(len(r["expected_first"]) for r in rows)  # type: ignore[arg-type,misc]
+                again = sum(len(r["rejudge_kept_first"]) for r in rows)  # type: ignore[arg-type,misc]
+                print(
+                    f"  first judgments {first / len(rows):.2f} per question; "
+                    f"the new judges accepted {again} of {first} again"
+                )
         return 0
     index = load_index(settings.resolved_index_dir)
     if args.command == "pool":
         _pool_command(index, args.work)
+    if args.command == "repool":
+        _repool_command(index, args.work)
     if args.command == "check":
         questions = _questions(args.work)
         sampled = json.loads((args.work / "sample.json").read_text())

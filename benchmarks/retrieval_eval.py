@@ -55,6 +55,8 @@ class Question:
     audience: str | None
     question: str
     expected: frozenset[str]
+    # The first judgments where the set was judged again over later rankers' pools (tests/data/README.md).
+    expected_first: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +69,16 @@ class Scores:
 
 def load_set(name: str) -> list[Question]:
     rows = json.loads((DATA / SET_FILES[name]).read_text())
-    return [Question(r["id"], r["audience"], r["question"], frozenset(r["expected"])) for r in rows]
+    return [
+        Question(
+            r["id"],
+            r["audience"],
+            r["question"],
+            frozenset(r["expected"]),
+            frozenset(r["expected_first"]) if "expected_first" in r else None,
+        )
+        for r in rows
+    ]
 
 
 def first_rank(ranked: list[str], expected: frozenset[str]) -> int | None:
@@ -144,6 +155,7 @@ def evaluate(rank: Ranker, questions: list[Question]) -> tuple[list[dict[str, ob
                 "audience": q.audience,
                 "rank": first_rank(ranked, q.expected),
                 "expected": sorted(q.expected),
+                **({"rank_first": first_rank(ranked, q.expected_first)} if q.expected_first is not None else {}),
                 "top10": ranked,
             }
         )
@@ -229,6 +241,10 @@ def main(argv: list[str] | None = None) -> int:
             per_audience[audience] = _as_dict(scores)
             print(_line(f"  {audience}", scores))
         report["sets"][name] = {"scores": _as_dict(overall), "by_audience": per_audience, "questions": rows}
+        if all("rank_first" in r for r in rows):
+            first = score([r["rank_first"] for r in rows])  # type: ignore[misc]
+            print(_line("  (first judgments)", first))
+            report["sets"][name]["scores_first"] = _as_dict(first)
     if client is not None:
         client.close()
     cost = {
@@ -250,21 +266,26 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def markdown_table(reports: list[dict[str, Any]]) -> str:
-    """One row per report: recall@5 / MRR@10 per set (particuliers of the test split apart), cost, date."""
+    """One row per report: recall@5 / MRR@10 per set (particuliers of the test split apart; the test split on
+    its first judgments too), cost, date."""
 
-    def cell(report: dict[str, Any], name: str, audience: str | None = None, mrr: bool = True) -> str:
+    def cell(
+        report: dict[str, Any], name: str, audience: str | None = None, mrr: bool = True, of: str = "scores"
+    ) -> str:
         entry = report["sets"].get(name)
-        if entry is None:
+        if entry is None or of not in entry:
             return "–"
-        scores = entry["by_audience"][audience] if audience else entry["scores"]
+        scores = entry["by_audience"][audience] if audience else entry[of]
         return f"{scores['recall@5']:.3f} / {scores['mrr@10']:.3f}" if mrr else f"{scores['recall@5']:.3f}"
 
     lines = [
-        "| lever | dev | test | test particuliers | situational | cross-audience | titles | ms/query | date |",
-        "| --- | --- | --- | --- | --- | --- | --- | ---: | --- |",
+        "| lever | dev | test | test particuliers | test, first judgments | situational | cross-audience | titles"
+        " | ms/query | date |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | ---: | --- |",
     ]
     for r in reports:
         cells = [cell(r, "dev"), cell(r, "test"), cell(r, "test", "particuliers", mrr=False)]
+        cells.append(cell(r, "test", of="scores_first"))
         cells += [cell(r, "situational"), cell(r, "cross"), cell(r, "titles", mrr=False)]
         lines.append(
             f"| {r['label']} | {' | '.join(cells)} | {r['cost_per_query']['total_ms_p50']:.0f} | {r['date']} |"

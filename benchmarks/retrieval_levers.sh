@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The rows of the "Retrieval levers" table (benchmarks/README.md): each lever is a setting, each row one run of
 # python -m benchmarks.retrieval_eval with it. Builds the indexes the levers need into <cache>/eval/ first
-# (e5 over fiche heads and topics, EmbeddingGemma at 256 tokens and with topics, the fine-tuned embedder's).
+# (e5 over fiche heads and topics, EmbeddingGemma at 256 tokens, with topics and with chunks, the fine-tuned
+# embedder's).
 #   benchmarks/retrieval_levers.sh            # every row (about an hour on 2 cores, most of it index builds)
 #   benchmarks/retrieval_levers.sh ROW...     # some rows, by label
 set -euo pipefail
@@ -17,6 +18,7 @@ e5_topics=(ALBERT_EMBEDDER=e5-small ALBERT_DENSE_SCOPE=topics ALBERT_INDEX_DIR="
 g256=(ALBERT_PASSAGE_MAX_TOKENS=256 ALBERT_INDEX_DIR="$cache/eval/index-gemma-256")
 g_topics=(ALBERT_DENSE_SCOPE=topics ALBERT_INDEX_DIR="$cache/eval/index-gemma-topics")
 g_ft=(ALBERT_EMBEDDER_FINETUNED=1 ALBERT_INDEX_DIR="$cache/eval/index-gemma-ft")
+g_chunks=(ALBERT_DENSE_SCOPE=chunks ALBERT_INDEX_DIR="$cache/eval/index-gemma-chunks")
 # The old pipeline's choices, on EmbeddingGemma.
 rrf_old=(ALBERT_FUSION=rrf ALBERT_DENSE_WEIGHT=1 ALBERT_DENSE_QUERY_EXPANSION=1 ALBERT_AUDIENCE_FILTER=strict)
 
@@ -37,10 +39,11 @@ declare -A rows=(
   [dense-feedback-0.3]="ALBERT_DENSE_FEEDBACK=0.3"
   [gemma-topics]="${g_topics[*]}"
   [finetuned]="${g_ft[*]}"
+  [gemma-chunks]="${g_chunks[*]}"
 )
 order=(previous e5-audience-prefer e5-topics gemma-swap gemma-dense-weight-5 gemma-query-as-typed gemma-score-fusion
   gemma-audience-prefer shipped shipped-strict shipped-no-penalty lexical-boost-0.05 lexical-boost-0.2
-  dense-feedback-0.3 gemma-topics finetuned)
+  dense-feedback-0.3 gemma-topics finetuned gemma-chunks)
 [ $# -gt 0 ] && order=("$@")
 
 index() {  # build the embedder and the index a row needs (no-ops when up to date)

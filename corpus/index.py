@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 3
-DenseScope = Literal["heads", "topics", "all"]
+DenseScope = Literal["heads", "topics", "chunks", "all"]
 Embed = Callable[[Sequence[str]], NDArray[np.float32]]
 Progress = Callable[[int], None]
 
@@ -293,10 +293,10 @@ def build_index(
     for position, unit in enumerate(units):
         if unit.kind == "head":
             rows.append((position, unit.fiche_id, texts[position]))
-            if manifest.dense_scope != "heads":
+            if manifest.dense_scope in ("topics", "all"):
                 fiche = by_id[unit.fiche_id]
                 rows.extend((-1, fiche.id, t) for t in topic_texts(fiche, hidden=hide_titles))
-        elif manifest.dense_scope == "all":
+        elif manifest.dense_scope in ("chunks", "all"):
             rows.append((position, unit.fiche_id, texts[position]))
     vectors = np.zeros((len(rows), manifest.dim), dtype=np.float32)
     for start in range(0, len(rows), batch_size):

@@ -129,9 +129,9 @@ def ingest(
         answerable = [f for f in fiches if f.answerable]
         n_units = sum(1 + len(chunks[f.id]) for f in answerable)
         n_dense = len(answerable)
-        if dense_scope != "heads":
+        if dense_scope in ("topics", "all"):
             n_dense += sum(len(topic_texts(f, hidden=hide_titles)) for f in answerable)
-        if dense_scope == "all":
+        if dense_scope in ("chunks", "all"):
             n_dense += n_units - len(answerable)
         manifest = Manifest(
             format=FORMAT_VERSION,

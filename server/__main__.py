@@ -19,6 +19,7 @@ from types import FrameType
 
 import uvicorn
 
+from server.access_log import AccessLog
 from server.app import create_app
 from server.model_interface import InterfaceError, load_interface
 from server.settings import Settings, SettingsError
@@ -33,12 +34,13 @@ def _grpc_port(url: str) -> int:
 
 
 def _run_gateway(settings: Settings) -> None:
+    app = create_app(settings)
     uvicorn.run(
-        create_app(settings),
+        AccessLog(app) if settings.access_log else app,
         host=settings.http_host,
         port=settings.http_port,
         log_level="info",
-        access_log=settings.access_log,
+        access_log=False,  # uvicorn's would write the query strings: server/access_log.py writes the line
     )
 
 

@@ -6,6 +6,7 @@ HTTP routes (and later the gRPC servicer) only decode, call this, and encode.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from server.metrics import GatewayMetrics
 from server.retrieval.search import FicheHit, HybridSearcher, Retrieval, SearchParams
 from server.schemas import Excerpt, SearchRequest, SearchResponse, SearchResult, SearchTimings
 from server.settings import Settings
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Embedder", "Retrieved", "SearchService", "ms"]
 
@@ -86,6 +89,8 @@ class SearchService:
         k = self.settings.default_k if request.k is None else request.k
         if not 1 <= k <= self.settings.max_k:
             raise ValidationFailed(f"k must be between 1 and {self.settings.max_k}, got {k}", code="k_out_of_range")
+        if self.settings.log_questions:
+            log.info("question (audience %s, k %d): %s", audience or "-", k, query)
         return query, audience, k
 
     async def retrieve(self, query: str, audience: str | None, k: int, *, timeout_s: float | None = None) -> Retrieved:

@@ -98,8 +98,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Deadline of one inference call to Triton; past it the request fails with 503 instead of hanging."""
 
     access_log: bool = True
-    """One log line per HTTP request (uvicorn's access log); about 2.5 % of the gateway's CPU under load
-    (benchmarks/README.md, profile). /metrics counts requests either way."""
+    """One log line per HTTP request: request id, method, path, status, duration, body sizes — never the query
+    string or a body (``server/access_log.py``). /metrics counts requests either way."""
+
+    log_questions: bool = False
+    """Log every question (search and answers, HTTP and gRPC) with its audience. Off by default: questions
+    carry what the person said (names, addresses, numbers); an operator turns it on knowingly."""
 
     model_interface: Path | None = None
     """The rendered repository's albert_interface.json: which Triton models and tensors the gateway calls
@@ -197,10 +201,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     chosen embedder's (EmbeddingGemma 128: fiche heads embed in half the time of 256 at the same recall on the
     dev split; e5 256)."""
 
-    dense_scope: Literal["heads", "topics", "all"] = "heads"
+    dense_scope: Literal["heads", "topics", "chunks", "all"] = "heads"
     """What gets a dense vector: fiche heads only (the CPU default); heads and topics (title with description,
-    every heading path — chapters, situations, cases — and related question: 46,916 short texts); or topics and
-    every chunk too (GPU hosts). benchmarks/README.md has what each gives and costs."""
+    every heading path — chapters, situations, cases — and related question: 46,916 short texts); heads and
+    every chunk (``chunks``: 37,758 more rows); or heads, topics and chunks (``all``). The wider scopes are for
+    GPU hosts; benchmarks/README.md has what each gives and costs."""
 
     generator_model: Literal["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"] = "qwen2.5-coder-0.5b"
     """The CPU generator that set-up builds and renders (Qwen2.5-Coder-Instruct, int4 onnxruntime-genai).

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-__all__ = ["NO_ANSWER", "SYSTEM_PROMPT", "Prompt", "PromptSource", "build_prompt"]
+__all__ = ["NO_ANSWER", "SYSTEM_PROMPT", "Prompt", "PromptSource", "QuestionTooLong", "build_prompt"]
 
 SYSTEM_PROMPT = (
     "Tu es l'assistant des conseillers France Services. Tu réponds en français, en 3 à 5 phrases simples, "
@@ -67,8 +67,20 @@ def _messages(question: str, sources: Sequence[PromptSource]) -> Messages:
     return [{"role": "system", "content": system}, {"role": "user", "content": question}]
 
 
+class QuestionTooLong(ValueError):
+    """The question alone, with the instructions, does not fit the prompt budget."""
+
+    def __init__(self, question_chars: int, tokens: int, budget: int, room: int) -> None:
+        # ``room``: the tokens left for the question once the instructions are counted.
+        self.max_chars = max(0, question_chars * room // max(1, tokens - (budget - room)))
+        super().__init__(
+            f"the question alone needs {tokens} prompt tokens; the budget is {budget}, which leaves {room} "
+            "tokens for the question"
+        )
+
+
 def build_prompt(question: str, sources: Sequence[PromptSource], *, count_tokens: CountTokens, budget: int) -> Prompt:
-    """Raise ValueError when the question alone does not fit the budget."""
+    """Raise QuestionTooLong when the question alone does not fit the budget."""
     kept = [replace(s, n=i) for i, s in enumerate(sources, start=1)]
     truncated = False
     while True:
@@ -78,7 +90,8 @@ def build_prompt(question: str, sources: Sequence[PromptSource], *, count_tokens
             return Prompt(messages, kept, tokens, truncated)
         truncated = True
         if not kept:
-            raise ValueError(f"the question alone needs {tokens} prompt tokens; the budget is {budget}")
+            room = budget - count_tokens(_messages("", []))
+            raise QuestionTooLong(len(question), tokens, budget, room)
         words = kept[-1].text.split()
         if len(kept) > 1 or len(words) <= 20:
             kept.pop()

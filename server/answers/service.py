@@ -26,7 +26,7 @@ from server.answers.citations import check_citations
 from server.answers.extractive import Selection, render_quotes, select_quotes
 from server.answers.grounding import NOTHING_SUPPORTED, Grounded, ground
 from server.answers.guard import guard_answer
-from server.answers.prompt import NO_ANSWER, PromptSource, build_prompt
+from server.answers.prompt import NO_ANSWER, PromptSource, QuestionTooLong, build_prompt
 from server.answers.relevance import is_covered
 from server.answers.repetition import RepetitionGuard
 from server.cache import LruCache
@@ -219,9 +219,15 @@ class AnswerService:
                 chat = self.chat
                 assert chat is not None
                 await self.generator.ensure_ready()
-                built = build_prompt(
-                    question, sources, count_tokens=chat.count_messages, budget=self.settings.answer_prompt_tokens
-                )
+                try:
+                    built = build_prompt(
+                        question, sources, count_tokens=chat.count_messages, budget=self.settings.answer_prompt_tokens
+                    )
+                except QuestionTooLong as exc:
+                    raise ValidationFailed(
+                        f"{exc}: shorten the question to at most {exc.max_chars} characters",
+                        code="question_too_long",
+                    ) from exc
                 sources, prompt = built.sources, chat.format(built.messages)
         return Prepared(
             id=f"ans_{uuid.uuid4().hex}",

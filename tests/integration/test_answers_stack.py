@@ -121,6 +121,29 @@ def test_quoted_answers_are_verbatim_cited_and_grounded(
     _check_grounded(body, settings, triton)
 
 
+# A question of the maximal length (2,000 characters) made of what tokenises worst: acronyms, amounts, numbers.
+MAXIMAL = (QUESTION + " " + "CAF CPAM RSA APL AAH ARE 1 234,56 € n° 0612345678 75013 " * 60)[:2000]
+
+
+def test_a_maximal_question_never_gets_a_5xx(gateway: Gateway, drafting_gateway: Gateway) -> None:
+    payload = {"question": MAXIMAL, "audience": "particuliers"}
+    # Quoting has no prompt: the question is answered.
+    assert httpx.post(f"{gateway.url}/v1/answers", json=payload, timeout=120).status_code == 200
+    # Drafting: it does not fit the generator's prompt, and the error says how long it may be.
+    response = httpx.post(f"{drafting_gateway.url}/v1/answers", json=payload, timeout=120)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "question_too_long"
+    allowed = int(re.search(r"at most (\d+) characters", error["message"]).group(1))  # type: ignore[union-attr]
+    assert 0 < allowed < len(MAXIMAL)
+    shortened = httpx.post(
+        f"{drafting_gateway.url}/v1/answers", json={**payload, "question": MAXIMAL[: allowed * 9 // 10]}, timeout=120
+    )
+    assert shortened.status_code == 200, shortened.text
+    streamed = httpx.post(f"{drafting_gateway.url}/v1/answers", json={**payload, "stream": True}, timeout=120)
+    assert streamed.status_code == 422 and streamed.json()["error"]["code"] == "question_too_long"
+
+
 @pytest.mark.parametrize(("question", "audience"), SITUATIONS)
 def test_drafted_answers_keep_only_supported_sentences(
     drafting_gateway: Gateway, settings: Settings, triton: TritonProcess, question: str, audience: str

@@ -110,6 +110,20 @@ def test_search_bundle_shape_over_http(gateway: Gateway) -> None:
     }
 
 
+@pytest.mark.parametrize("size", [70_000, 10_000_000])
+def test_an_oversize_body_gets_413_with_the_error_body(gateway: Gateway, size: int) -> None:
+    """Past the 64 KiB limit the caller reads the JSON error (not a reset connection), and the gateway
+    goes on serving."""
+    body = b'{"question": "' + b"a" * size + b'"}'
+    for route in ("/v1/answers", "/v1/search"):
+        response = httpx.post(
+            f"{gateway.url}{route}", content=body, headers={"content-type": "application/json"}, timeout=60
+        )
+        assert response.status_code == 413, response.text
+        assert response.json()["error"]["code"] == "payload_too_large"
+    assert httpx.get(f"{gateway.url}/v1/search", params={"q": "carte grise"}, timeout=30).status_code == 200
+
+
 def test_readiness_flips_and_503_when_triton_stops(settings: Settings, tmp_path: Path) -> None:
     """A dedicated Triton so the shared one keeps serving other tests."""
     ports = TritonPorts.free()

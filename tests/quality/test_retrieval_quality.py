@@ -80,9 +80,11 @@ def test_everyday_questions_test_split(gateway: Gateway) -> None:
     assert len(questions) == 120
     overall, by_audience = _through_gateway(gateway, questions)
     _print("everyday questions, test split", overall, by_audience)
-    assert overall.recall5 >= 0.73
-    assert overall.mrr10 >= 0.56
-    assert by_audience["particuliers"].recall5 >= 0.69
+    # Measured 0.800 / 0.618, particuliers 0.782 (2026-12-03, the judgments extended over the current rankers'
+    # pools: tests/data/README.md); on the first judgments alone 0.767 / 0.597 / 0.731.
+    assert overall.recall5 >= 0.77
+    assert overall.mrr10 >= 0.59
+    assert by_audience["particuliers"].recall5 >= 0.75
 
 
 def test_situational_questions(gateway: Gateway) -> None:

@@ -12,7 +12,7 @@ from corpus.tree import from_xml
 from server.answers.bundle import order_fiches, practical_links, related_questions
 from server.answers.citations import check_citations
 from server.answers.guard import guard_answer
-from server.answers.prompt import SYSTEM_PROMPT, PromptSource, build_prompt
+from server.answers.prompt import SYSTEM_PROMPT, PromptSource, QuestionTooLong, build_prompt
 from server.answers.repetition import RepetitionGuard
 from server.answers.sse import sse_event
 from tests.fixtures import FICHE_XML, PRO_XML, QUESTION_XML
@@ -52,8 +52,12 @@ def test_prompt_drops_lowest_ranked_then_shortens() -> None:
     assert prompt.truncated and prompt.prompt_tokens <= 350
     assert [s.fiche_id for s in prompt.sources] == ["F1"]
     assert prompt.sources[0].text.endswith("[…]")
-    with pytest.raises(ValueError, match="question alone"):
+    with pytest.raises(QuestionTooLong, match="question alone") as raised:
         build_prompt("x " * 600, sources, count_tokens=_words, budget=100)
+    # What it says fits: a question of that many characters (of the same kind) leaves room for nothing else.
+    room = 100 - _words(build_prompt("", [], count_tokens=_words, budget=100).messages)
+    assert raised.value.max_chars == 1200 * room // 600
+    assert build_prompt("x " * (raised.value.max_chars // 2), [], count_tokens=_words, budget=100).prompt_tokens <= 100
 
 
 @given(st.lists(st.integers(10, 400), min_size=1, max_size=6), st.integers(120, 2000))

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from benchmarks.retrieval_eval import first_rank, load_set, markdown_table, score
 from build_engines.finetune.pairs import mine_pairs, read_pairs, write_bundle
-from corpus.index import load_index, topic_texts
+from corpus.index import load_index, topic_texts, unit_text
 from corpus.ingest import ingest, load_fiches
 from server.retrieval.search import HybridSearcher, SearchParams
 from server.settings import Settings, SettingsError
@@ -58,6 +58,25 @@ def test_topics_give_each_fiche_its_headings_and_related_questions(corpus: Path,
     situation = next(t for t in reversed(texts) if " > " in t)
     hits = searcher.search(situation, hashing_embed([situation])[0], audience=None, k=1)
     assert hits[0].fiche.id == "F1759"
+
+
+def test_chunk_scope_gives_every_chunk_a_row_and_no_topics(corpus: Path, tmp_path: Path) -> None:
+    heads = load_index(_index(corpus, tmp_path / "heads", "heads"))
+    chunks = load_index(_index(corpus, tmp_path / "chunks", "chunks"))
+    answerable_chunks = sum(1 for u in chunks.units if u.kind == "chunk")
+    assert len(chunks.vectors) == len(heads.vectors) + answerable_chunks
+    assert int(chunks.head_rows.sum()) == len(heads.vectors)
+    assert int(chunks.chunk_rows.sum()) == answerable_chunks
+    assert (chunks.dense_units >= 0).all()  # no topic rows
+    # A question worded as one chunk meets that chunk's own row, and finds its fiche with it as an excerpt.
+    unit = next(u for u in chunks.units if u.kind == "chunk" and u.fiche_id == "F1759")
+    text = unit_text(chunks.fiches["F1759"], chunks.chunks[unit.chunk_id])  # what its row embeds
+    [hit] = HybridSearcher(chunks, SearchParams(fusion="scores")).search(
+        text, hashing_embed([text])[0], audience=None, k=1
+    )
+    assert hit.fiche.id == "F1759" and unit.chunk_id in {e.chunk.id for e in hit.excerpts}
+    best_row = int(np.argmax(chunks.vectors @ hashing_embed([text])[0]))
+    assert chunks.units[int(chunks.dense_units[best_row])] is unit
 
 
 def test_hidden_titles_stay_out_of_topics(corpus: Path) -> None:
@@ -140,7 +159,10 @@ def test_the_lever_table_reads_the_reports() -> None:
     dev = {"scores": scores, "by_audience": {"particuliers": scores}}
     report = {"label": "x", "date": "2026-11-29", "cost_per_query": {"total_ms_p50": 47.6}, "sets": {"dev": dev}}
     row = markdown_table([report]).splitlines()[-1]
-    assert row == "| x | 0.500 / 0.250 | – | – | – | – | – | 48 | 2026-11-29 |"
+    assert row == "| x | 0.500 / 0.250 | – | – | – | – | – | – | 48 | 2026-11-29 |"
+    report["sets"]["test"] = {**dev, "scores_first": {**scores, "recall@5": 0.25}}
+    row = markdown_table([report]).splitlines()[-1]
+    assert row == "| x | 0.500 / 0.250 | 0.500 / 0.250 | 0.500 | 0.250 / 0.250 | – | – | – | 48 | 2026-11-29 |"
 
 
 def test_evaluation_sets_are_split_by_fiche_and_balanced() -> None:
@@ -163,3 +185,6 @@ def test_evaluation_sets_are_split_by_fiche_and_balanced() -> None:
             12,
         )
         assert all(r["expected"][0] == r["source"] for r in rows[name])
+        # The judgments extended over later rankers' pools keep the first ones, in order, at their head.
+        assert all(r["expected"][: len(r["expected_first"])] == r["expected_first"] for r in rows[name])
+        assert all(len(set(r["expected"])) == len(r["expected"]) for r in rows[name])
