@@ -254,7 +254,8 @@ async def run_config(url: str, rows: list[dict[str, Any]], scorer: Scorer) -> di
         for question in off_topic_questions:
             asked = await _ask(client, question, None, retried)
             refused.append(not asked.body["covered"] or asked.body["answer_kind"] == "none")
-    return {"summary": {**summarize(scored, refused, first, total), "retried": len(retried)}, "answers": answers}
+    summary = {**summarize(scored, refused, first, total), "retried": len(retried)}
+    return {"summary": summary, "answers": answers, "retried": retried}
 
 
 TABLE = (

@@ -15,9 +15,10 @@ The protocol (tests/data/README.md) keeps the questions out of reach of whoever 
 5. ``repool`` (when the rankers have changed): the pools of step 3 came from the rankers of their time, so a
    fiche that only a later ranker finds counts as a miss even when it answers. For every question of both
    splits, the union of the current rankers' top 10 (the served pipeline within and across audiences, its
-   dense model alone, BM25 alone) and the fiches already accepted, shuffled, goes to new judges with the
-   same instructions (``JUDGE_INSTRUCTIONS``); the fiches already accepted are controls (how often the new
-   judges agree with the first). ``merge`` adds what they accept to ``expected`` and keeps the first
+   dense model alone, BM25 alone) and the fiches already accepted, shuffled, goes to new judges with
+   written instructions (``JUDGE_INSTRUCTIONS``: the first round's rule — the fiche answers the question, on
+   content only, whatever its audience — spelled out); the fiches already accepted are controls (how often
+   the new judges agree with the first). ``merge`` adds what they accept to ``expected`` and keeps the first
    judgments in ``expected_first``; the evaluation prints both.
 
 Run as ``python -m benchmarks.eval_sets {sample,check,pool,assemble,repool,merge} --work DIR``. The pools of
@@ -180,10 +181,22 @@ the packet as a key, into the file you are told.
 """
 
 
-def pool_candidates(index: SearchIndex, questions: list[dict[str, str]]) -> dict[str, list[str]]:
-    """Per question: the union of the top ``POOL_DEPTH`` fiches of four rankers that see the question
-    differently (BM25 over units, e5 over fiche heads, the fused pipeline within the audience and across all
-    audiences), plus the fiche it was written from, shuffled so that a judge cannot tell the source."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Asked:
+    """A question to pool: ``key`` names its pool; ``known`` are fiches that go into it whatever the rankers
+    say (the source fiche, the fiches already accepted)."""
+
+    key: str
+    question: str
+    audience: str
+    known: frozenset[str]
+
+
+def pools(index: SearchIndex, asked: list[Asked], *, across: bool, seed: int) -> dict[str, list[str]]:
+    """Per question: the union of the top ``POOL_DEPTH`` fiches of four rankers that see it differently (BM25
+    over units, the dense model over fiche heads, the served pipeline within the audience and across all
+    audiences — ``across`` — or with the audience as a preference) and its ``known`` fiches, shuffled so that
+    a judge cannot tell them apart."""
     from benchmarks.retrieval_eval import QueryEncoder
     from server.retrieval.search import HybridSearcher, SearchParams
 
@@ -192,33 +205,26 @@ def pool_candidates(index: SearchIndex, questions: list[dict[str, str]]) -> dict
     params = SearchParams.from_settings(settings)
     searcher = HybridSearcher(index, params)
     within = HybridSearcher(index, dataclasses.replace(params, audience_filter="strict"))
-    rng = random.Random(SAMPLE_SEED)
+    rng = random.Random(seed)
     out: dict[str, list[str]] = {}
-    for q in questions:
-        rankings = _rankings(index, encode, searcher, within, q["question"], q["audience"], across=True)
-        pool = {q["fiche_id"]}
+    for q in asked:
+        vector = encode(searcher.dense_text(q.question))
+        terms = searcher.lexical_terms(q.question)
+        lexical = np.asarray(index.bm25.get_scores(terms), dtype=np.float32) if terms else np.zeros(len(index.units))
+        fused_audience = None if across else q.audience
+        rankings = [
+            _fiches_of(index, index.unit_fiche[np.argsort(-lexical)]),
+            _fiches_of(index, index.dense_fiche[np.argsort(-(index.vectors @ vector))]),
+            [h.fiche.id for h in within.search(q.question, vector, audience=q.audience, k=POOL_DEPTH)],
+            [h.fiche.id for h in searcher.search(q.question, vector, audience=fused_audience, k=POOL_DEPTH)],
+        ]
+        pool = set(q.known)
         for ranking in rankings:
             pool.update(ranking[:POOL_DEPTH])
         candidates = sorted(pool)
         rng.shuffle(candidates)
-        out[q["fiche_id"]] = candidates
+        out[q.key] = candidates
     return out
-
-
-def _rankings(
-    index: SearchIndex, encode: Any, searcher: Any, within: Any, text: str, audience: str, *, across: bool
-) -> list[list[str]]:
-    """Four rankings of a question: BM25 over units, the dense model alone, the served pipeline within the
-    audience and across audiences (``across``) or with the audience as a preference."""
-    vector = encode(searcher.dense_text(text))
-    terms = searcher.lexical_terms(text)
-    lexical = np.asarray(index.bm25.get_scores(terms), dtype=np.float32) if terms else np.zeros(len(index.units))
-    return [
-        _fiches_of(index, index.unit_fiche[np.argsort(-lexical)]),
-        _fiches_of(index, index.dense_fiche[np.argsort(-(index.vectors @ vector))]),
-        [h.fiche.id for h in within.search(text, vector, audience=audience, k=POOL_DEPTH)],
-        [h.fiche.id for h in searcher.search(text, vector, audience=None if across else audience, k=POOL_DEPTH)],
-    ]
 
 
 def _fiches_of(index: SearchIndex, fiches: np.ndarray) -> list[str]:
@@ -233,76 +239,45 @@ def _fiches_of(index: SearchIndex, fiches: np.ndarray) -> list[str]:
     return ranked
 
 
-def _pool_command(index: SearchIndex, work: Path, per_packet: int = 30) -> None:
-    questions = _questions(work)
-    pools = pool_candidates(index, questions)
-    (work / "judge").mkdir(exist_ok=True)
+def _write_packets(index: SearchIndex, work: Path, asked: list[Asked], pooled: dict[str, list[str]]) -> None:
+    """Judging packets of 30 questions (``<work>/judge``), every candidate's text (``<work>/candidates``), the
+    judges' instructions, and the keys from a question's number to its pool (``judge_keys.json``, which the
+    judges do not see)."""
+    (work / "judge").mkdir(parents=True, exist_ok=True)
     (work / "candidates").mkdir(exist_ok=True)
-    for fiche_id in sorted({c for cs in pools.values() for c in cs}):
+    (work / "INSTRUCTIONS.txt").write_text(JUDGE_INSTRUCTIONS)
+    for fiche_id in sorted({c for cs in pooled.values() for c in cs}):
         (work / "candidates" / f"{fiche_id}.txt").write_text(writer_view(index.fiches[fiche_id]))
-    for n, start in enumerate(range(0, len(questions), per_packet), start=1):
+    per_packet = 30
+    for n, start in enumerate(range(0, len(asked), per_packet), start=1):
         lines = []
-        for i, q in enumerate(questions[start : start + per_packet], start=start + 1):
-            lines.append(f"=== Q{i:03d} ({q['audience']}) : {q['question']}\n")
-            for fiche_id in pools[q["fiche_id"]]:
-                lines.append(judge_view(index.fiches[fiche_id]))
+        for i, q in enumerate(asked[start : start + per_packet], start=start + 1):
+            lines.append(f"=== Q{i:03d} ({q.audience}) : {q.question}\n")
+            lines.extend(judge_view(index.fiches[fiche_id]) for fiche_id in pooled[q.key])
         (work / "judge" / f"packet_{n:02d}.txt").write_text("\n".join(lines))
-    keys = {f"Q{i:03d}": q["fiche_id"] for i, q in enumerate(questions, start=1)}
-    (work / "judge_keys.json").write_text(json.dumps({"keys": keys, "pools": pools}, indent=1))
-    sizes = [len(p) for p in pools.values()]
-    print(f"{len(questions)} questions, {sum(sizes)} candidates ({min(sizes)}-{max(sizes)} per question)")
+    keys = {f"Q{i:03d}": q.key for i, q in enumerate(asked, start=1)}
+    (work / "judge_keys.json").write_text(json.dumps({"keys": keys, "pools": pooled}, indent=1))
+    sizes = [len(p) for p in pooled.values()]
+    print(f"{len(asked)} questions, {sum(sizes)} candidates ({min(sizes)}-{max(sizes)} per question)")
 
 
-def current_pools(index: SearchIndex, rows: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """Per question id: the current rankers' top ``POOL_DEPTH`` (the served pipeline within and across
-    audiences, its dense model alone, BM25 over units alone) with the fiches already accepted, shuffled."""
-    from benchmarks.retrieval_eval import QueryEncoder
-    from server.retrieval.search import HybridSearcher, SearchParams
-
-    settings = Settings.from_env()
-    encode = QueryEncoder(settings)
-    params = SearchParams.from_settings(settings)
-    searcher = HybridSearcher(index, params)
-    within = HybridSearcher(index, dataclasses.replace(params, audience_filter="strict"))
-    rng = random.Random(SAMPLE_SEED + 1)
-    out: dict[str, list[str]] = {}
-    for row in rows:
-        rankings = _rankings(index, encode, searcher, within, str(row["question"]), str(row["audience"]), across=False)
-        pool = set(row["expected"])
-        for ranking in rankings:
-            pool.update(ranking[:POOL_DEPTH])
-        candidates = sorted(pool)
-        rng.shuffle(candidates)
-        out[str(row["id"])] = candidates
-    return out
+def _pool_command(index: SearchIndex, work: Path) -> None:
+    """Step 3: the pools of the questions written from the sample (keyed by their source fiche)."""
+    asked = [Asked(q["fiche_id"], q["question"], q["audience"], frozenset({q["fiche_id"]})) for q in _questions(work)]
+    _write_packets(index, work, asked, pools(index, asked, across=True, seed=SAMPLE_SEED))
 
 
 def _split_rows() -> dict[str, list[dict[str, Any]]]:
     return {name: json.loads((DATA / f"everyday_{name}.json").read_text()) for name in ("dev", "test")}
 
 
-def _repool_command(index: SearchIndex, work: Path, per_packet: int = 30) -> None:
-    """Judging packets over the current rankers' pools, for every question of both splits, mixed so that a
-    packet holds questions of both and a judge cannot tell which split a question belongs to."""
+def _repool_command(index: SearchIndex, work: Path) -> None:
+    """Step 5: the current rankers' pools of every question of both splits (keyed by question id), mixed so
+    that a packet holds questions of both and a judge cannot tell which split a question belongs to."""
     rows = [r for split in _split_rows().values() for r in split]
     random.Random(SPLIT_SEED).shuffle(rows)
-    pools = current_pools(index, rows)
-    (work / "judge").mkdir(parents=True, exist_ok=True)
-    (work / "candidates").mkdir(exist_ok=True)
-    (work / "INSTRUCTIONS.txt").write_text(JUDGE_INSTRUCTIONS)
-    for fiche_id in sorted({c for cs in pools.values() for c in cs}):
-        (work / "candidates" / f"{fiche_id}.txt").write_text(writer_view(index.fiches[fiche_id]))
-    keys: dict[str, str] = {}
-    for n, start in enumerate(range(0, len(rows), per_packet), start=1):
-        lines = []
-        for i, row in enumerate(rows[start : start + per_packet], start=start + 1):
-            keys[f"Q{i:03d}"] = str(row["id"])
-            lines.append(f"=== Q{i:03d} ({row['audience']}) : {row['question']}\n")
-            lines.extend(judge_view(index.fiches[fiche_id]) for fiche_id in pools[str(row["id"])])
-        (work / "judge" / f"packet_{n:02d}.txt").write_text("\n".join(lines))
-    (work / "judge_keys.json").write_text(json.dumps({"keys": keys, "pools": pools}, indent=1))
-    sizes = [len(p) for p in pools.values()]
-    print(f"{len(rows)} questions, {sum(sizes)} candidates ({min(sizes)}-{max(sizes)} per question)")
+    asked = [Asked(r["id"], r["question"], r["audience"], frozenset(r["expected"])) for r in rows]
+    _write_packets(index, work, asked, pools(index, asked, across=False, seed=SAMPLE_SEED + 1))
 
 
 def merge(fiches: dict[str, Fiche], work: Path) -> dict[str, list[dict[str, Any]]]:
