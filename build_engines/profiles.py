@@ -59,7 +59,13 @@ def _embedder(deployment: Deployment) -> tuple[list[ModelSpec], EmbedderInterfac
     if not (e.model_dir / "model.onnx").is_file():
         raise FileNotFoundError(f"embedding model {e.model_dir / 'model.onnx'} is not built")
     interface = EmbedderInterface(
-        model=e.name, text_input="text", kind_input="kind", output="embedding", dim=dim, max_batch_size=e.max_batch_size
+        model=e.name,
+        text_input="text",
+        kind_input="kind",
+        output="embedding",
+        dim=dim,
+        max_batch_size=e.max_batch_size,
+        instances=e.instances,
     )
     common = {"max_batch_size": e.max_batch_size, "queue_delay_us": e.queue_delay_us, "instances": e.instances}
     if e.kind == "cpu":
@@ -129,6 +135,7 @@ def _generator_interface(
         tokenizer_dir=g.checkpoint,
         max_input_tokens=g.max_input_len,
         max_output_tokens=g.max_output_len,
+        max_concurrency=g.max_batch_size * g.instances,
         **fields,  # type: ignore[arg-type]
     )
 

@@ -1,4 +1,5 @@
-"""``python -m server serve``: tritonserver + gateway, stopped together on Ctrl-C or SIGTERM.
+"""``python -m server serve``: tritonserver (supervised: restarted when it dies, server/supervisor.py) and the
+gateway, stopped together on Ctrl-C or SIGTERM after the requests in progress finish (``drain_s``).
 ``python -m server gateway``: the gateway alone, against a Triton already running (production layout).
 """
 
@@ -13,6 +14,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import argparse
 import logging
+import math
 import signal
 import sys
 from types import FrameType
@@ -21,8 +23,10 @@ import uvicorn
 
 from server.access_log import AccessLog
 from server.app import create_app
+from server.http_protocol import with_head_timeout
 from server.model_interface import InterfaceError, load_interface
 from server.settings import Settings, SettingsError
+from server.supervisor import PortTaken, Supervisor, check_ports_free
 from server.tritonserver import TritonPorts, TritonProcess
 
 
@@ -33,21 +37,69 @@ def _grpc_port(url: str) -> int:
     return int(port)
 
 
-def _run_gateway(settings: Settings) -> None:
+def _gateway_server(settings: Settings) -> uvicorn.Server:
     app = create_app(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         AccessLog(app) if settings.access_log else app,
         host=settings.http_host,
         port=settings.http_port,
         log_level="info",
         access_log=False,  # uvicorn's would write the query strings: server/access_log.py writes the line
+        timeout_graceful_shutdown=math.ceil(settings.drain_s),
+        http=with_head_timeout(settings.http_head_timeout_s),
     )
+    return uvicorn.Server(config)
 
 
 def _stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
-    # uvicorn shuts the gateway down on SIGTERM, then raises the signal again: this handler turns it into the
-    # same exit as Ctrl-C, so that tritonserver is stopped too (the default action would orphan it).
+    # uvicorn shuts the gateway down on SIGTERM (requests in progress get ``drain_s`` to finish), then raises
+    # the signal again: this handler turns it into the same exit as Ctrl-C, so that tritonserver is stopped
+    # too (the default action would orphan it).
     raise KeyboardInterrupt
+
+
+def _serve(settings: Settings, ports: TritonPorts) -> int:
+    """tritonserver under a supervisor, and the gateway; both stop together."""
+    check_ports_free(
+        {
+            "Triton HTTP": ports.http,
+            "Triton gRPC": ports.grpc,
+            "Triton metrics": ports.metrics,
+            "the gateway's HTTP API": settings.http_port,
+            **({"the gateway's gRPC API": settings.grpc_port} if settings.grpc_port else {}),
+        },
+    )
+    log_path = settings.cache_dir / "logs" / "tritonserver.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    triton = TritonProcess(settings.repository_dir, settings.cache_dir / "triton", ports, log=log_path)
+    gateway = _gateway_server(settings)
+
+    def give_up() -> None:
+        gateway.should_exit = True  # uvicorn drains and stops; main() then reports the failure
+
+    supervisor = Supervisor(triton, restarts=settings.triton_restarts, on_give_up=give_up)
+    print(f"Starting tritonserver (gRPC {ports.grpc}, HTTP {ports.http}); log: {log_path}", file=sys.stderr)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        supervisor.start()
+        print(f"Gateway on http://{settings.http_host}:{settings.http_port} (Ctrl-C stops both)", file=sys.stderr)
+        gateway.run()
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        supervisor.stop()
+        print("tritonserver stopped", file=sys.stderr)
+    if supervisor.gave_up:
+        print(
+            f"error: tritonserver died and could not be restarted ({settings.triton_restarts} tries); "
+            f"its log: {log_path}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,33 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         load_interface(settings.resolved_model_interface)  # says what to do when the repository is not rendered
         if args.command == "gateway":
-            _run_gateway(settings)
+            _gateway_server(settings).run()
             return 0
         ports = TritonPorts(
             settings.triton_http_port, _grpc_port(settings.triton_grpc_url), settings.triton_metrics_port
         )
-    except (SettingsError, InterfaceError) as exc:
+        return _serve(settings, ports)
+    except (SettingsError, InterfaceError, PortTaken) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    log_path = settings.cache_dir / "logs" / "tritonserver.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    triton = TritonProcess(settings.repository_dir, settings.cache_dir / "triton", ports, log=log_path)
-    print(f"Starting tritonserver (gRPC {ports.grpc}, HTTP {ports.http}); log: {log_path}", file=sys.stderr)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    try:
-        triton.start()
-        triton.wait_ready(timeout=180)
-        print(f"Gateway on http://{settings.http_host}:{settings.http_port} (Ctrl-C stops both)", file=sys.stderr)
-        _run_gateway(settings)
-    except (RuntimeError, TimeoutError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        pass
-    finally:
-        triton.stop()
-        print("tritonserver stopped", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -66,7 +66,8 @@ def _errors(*statuses: int) -> dict[int, ResponseSpec]:
         400: "The request cannot be read: malformed JSON, wrong types, unknown fields, missing parameters.",
         404: "No such fiche.",
         422: "A value is not acceptable: empty or too long question, unknown audience, k out of range.",
-        429: "The generator's queue is full; retry in a moment.",
+        429: "The gateway admits no more of this work now (or the generator's queue is full): retry after the "
+        "`Retry-After` header's seconds.",
         503: "Triton, the embedding model or (for answers) the generator is not available.",
         504: "Triton did not answer in time (for answers: the generator timeout).",
     }
@@ -80,7 +81,12 @@ def _service(request: Request[Any, Any, Any]) -> SearchService:
     return service
 
 
-@get("/v1/search", summary="Search the fiches (query string)", tags=["search"], responses=_errors(400, 422, 503, 504))
+@get(
+    "/v1/search",
+    summary="Search the fiches (query string)",
+    tags=["search"],
+    responses=_errors(400, 422, 429, 503, 504),
+)
 async def search_get(
     request: Request[Any, Any, Any],
     q: str = Parameter(description="The advisor's question or the person's situation, 1-2,000 characters."),
@@ -95,7 +101,7 @@ async def search_get(
     summary="Search the fiches (JSON body)",
     tags=["search"],
     status_code=HTTP_200_OK,
-    responses=_errors(400, 422, 503, 504),
+    responses=_errors(400, 422, 429, 503, 504),
 )
 async def search_post(request: Request[Any, Any, Any], data: JSONBody[SearchRequest]) -> SearchResponse:
     return await _service(request).search(data)
@@ -115,8 +121,9 @@ async def _sse(answers: AnswerService, prepared: Prepared) -> AsyncIterator[byte
     A failure after the first event is sent as an ``error`` event with the usual error body."""
     names = {AnswerPreview: "sources", Delta: "delta", AnswerResponse: "answer"}
     try:
-        async for event in answers.events(prepared):
-            yield sse_event(names[type(event)], _event_encoder.encode(event))
+        async with aclosing(answers.events(prepared)) as events:  # a client that leaves frees the slot at once
+            async for event in events:
+                yield sse_event(names[type(event)], _event_encoder.encode(event))
     except ApiError as exc:
         log.warning("answer %s failed while streaming: %s", prepared.id, exc.message)
         yield sse_event("error", _event_encoder.encode(error_body(exc)))
@@ -261,7 +268,13 @@ async def prometheus(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 def _error_response(exc: ApiError) -> Response[Any]:
-    return Response(error_body(exc), status_code=exc.http_status, media_type=MediaType.JSON)
+    retry = exc.retry_after_header()
+    return Response(
+        error_body(exc),
+        status_code=exc.http_status,
+        media_type=MediaType.JSON,
+        headers={"Retry-After": retry} if retry is not None else None,
+    )
 
 
 def _api_error(_: Request[Any, Any, Any], exc: ApiError) -> Response[Any]:
@@ -287,6 +300,11 @@ def _http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     )
     body = ErrorBody(error=ErrorDetail(type=kind, message=exc.detail, code=kind))
     return Response(body, status_code=exc.status_code, media_type=MediaType.JSON, headers=exc.headers)
+
+
+def _too_deep(_: Request[Any, Any, Any], _exc: RecursionError) -> Response[Any]:
+    # msgspec decodes nested JSON recursively: a body of 60,000 "[" exhausts Python's recursion limit.
+    return _error_response(InvalidRequest("the JSON body is nested too deeply", code="body_too_deep"))
 
 
 def _client_left(_: Request[Any, Any, Any], _exc: ClientDisconnected) -> Response[Any]:
@@ -324,6 +342,18 @@ def _micro_batched(embedder: Embedder, settings: Settings, metrics: GatewayMetri
         on_batch=metrics.embed_batch.observe,
         on_queue=metrics.embed_queue.set,
     )
+
+
+def _answers_at_once(settings: Settings, interface: ModelInterface | None) -> int:
+    """The default of ``answers_max_active``: the embedding model's instances for quoted answers (embedding
+    their candidate sentences is their cost: on the CPU default, one at a time gave admitted answers a p50 of
+    5.0 s under a burst, two at a time 11.4 s; benchmarks/README.md), the generator's concurrent sequences
+    when answers are drafted."""
+    if interface is None:
+        return 1
+    if settings.answer_mode == "quoted":
+        return interface.embedder.instances
+    return interface.generator.max_concurrency
 
 
 def _check_limits(settings: Settings, generator: GeneratorInterface) -> None:
@@ -407,7 +437,8 @@ def create_app(
                 _check_index(settings, loaded.manifest, interface)
             limit = settings.embed_batch_max if interface is None else interface.embedder.max_batch_size
             service = SearchService(settings, loaded, _micro_batched(active, settings, metrics, limit), metrics)
-            answers = AnswerService(settings, service, writer, _chat_format(tokenizer_dir))
+            at_once = _answers_at_once(settings, interface)
+            answers = AnswerService(settings, service, writer, _chat_format(tokenizer_dir), concurrency=at_once)
             app.state.answers = answers
             app.state.service = service
             log.info("index loaded: %s", loaded.manifest.corpus_version)
@@ -425,7 +456,7 @@ def create_app(
         finally:
             app.state.service = None
             if rpc is not None:
-                await rpc.stop()
+                await rpc.stop(grace_s=settings.drain_s)
             for client in owned:
                 await client.close()
 
@@ -448,6 +479,7 @@ def create_app(
             ValidationException: _validation_error,
             HTTPException: _http_error,
             ClientDisconnected: _client_left,
+            RecursionError: _too_deep,
             Exception: _unexpected,
         },
         openapi_config=OpenAPIConfig(

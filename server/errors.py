@@ -6,6 +6,7 @@ generic message (details stay in the log).
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import msgspec
@@ -18,6 +19,7 @@ __all__ = [
     "ErrorDetail",
     "InternalError",
     "InvalidRequest",
+    "Misconfigured",
     "NotFound",
     "Overloaded",
     "Unauthorized",
@@ -30,11 +32,18 @@ class ApiError(Exception):
     type: ClassVar[str] = "internal_error"
     http_status: ClassVar[int] = 500
     grpc_status: ClassVar[str] = "INTERNAL"
+    retry_after: ClassVar[float | None] = None
+    """Seconds after which a retry may succeed (the ``Retry-After`` header, gRPC ``retry-after`` metadata)."""
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.type
+        self.retry_after_s = self.retry_after if retry_after_s is None else retry_after_s
+
+    def retry_after_header(self) -> str | None:
+        """Whole seconds, at least 1, as HTTP's ``Retry-After`` wants them; ``None`` when retrying is pointless."""
+        return None if self.retry_after_s is None else str(max(1, math.ceil(self.retry_after_s)))
 
 
 class InvalidRequest(ApiError):
@@ -66,9 +75,12 @@ class Unauthorized(ApiError):
 
 
 class Overloaded(ApiError):
+    """More work than the gateway admits (server/admission.py) or than Triton's queue holds."""
+
     type = "overloaded"
     http_status = 429
     grpc_status = "RESOURCE_EXHAUSTED"
+    retry_after: ClassVar[float | None] = 1.0
 
 
 class BackendUnavailable(ApiError):
@@ -77,6 +89,15 @@ class BackendUnavailable(ApiError):
     type = "backend_unavailable"
     http_status = 503
     grpc_status = "UNAVAILABLE"
+    # About the time the embedded default's supervisor needs to bring a dead tritonserver back.
+    retry_after: ClassVar[float | None] = 5.0
+
+
+class Misconfigured(BackendUnavailable):
+    """A part of the deployment that will not come back by waiting (a missing tokenizer, a model interface
+    that does not match what Triton serves): 503 without a retry time."""
+
+    retry_after: ClassVar[float | None] = None
 
 
 class BackendTimeout(ApiError):

@@ -21,9 +21,9 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from server.errors import ApiError, BackendTimeout, BackendUnavailable, Overloaded
+from server.errors import ApiError, BackendTimeout, BackendUnavailable, Misconfigured, Overloaded
 from server.model_interface import GeneratorInterface
-from server.triton_client import classify
+from server.triton_client import classify, triton_client
 
 __all__ = ["Generated", "GenerationParams", "TritonGenerator"]
 
@@ -115,7 +115,7 @@ class TritonGenerator:
         self.model = interface.model
         self.timeout_s = timeout_s
         self.probe_timeout_s = probe_timeout_s
-        self._client = grpcclient.InferenceServerClient(url=url)
+        self._client = triton_client(url)
         self._ready_at = 0.0
         self._checked = False
 
@@ -158,7 +158,7 @@ class TritonGenerator:
         )
         missing = sorted((wanted[0] - served[0]) | (wanted[1] - served[1]))
         if missing:
-            raise BackendUnavailable(
+            raise Misconfigured(
                 f"the generator model '{self.model}' served by Triton has no tensor {', '.join(missing)} "
                 "that the model interface file names: the gateway and the repository come from different renders",
                 code="generator_mismatch",
@@ -198,7 +198,7 @@ class TritonGenerator:
             request.add(flag, [value], "BOOL")
         if params.stop_words:
             if names.stop_words is None:
-                raise BackendUnavailable(f"the generator model '{self.model}' takes no stop words")
+                raise Misconfigured(f"the generator model '{self.model}' takes no stop words")
             request.add(names.stop_words, [w.encode("utf-8") for w in params.stop_words], "BYTES")
 
         async def requests() -> AsyncIterator[dict[str, object]]:

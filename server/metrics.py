@@ -18,6 +18,9 @@ not paths; status codes; stage names).
 | albert_embed_queue_depth | gauge | texts waiting for the next embedding call |
 | albert_cache_requests_total | counter | cache (embedding, retrieval), result (hit, miss) |
 | albert_cache_entries | gauge | cache |
+| albert_admission_active | gauge | gate (answers, search): requests holding a slot |
+| albert_admission_waiting | gauge | gate: requests waiting for a slot |
+| albert_admission_refused_total | counter | gate: requests answered 429 at once |
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+
+from server.admission import Gate
 
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics", "metrics_middleware"]
 
@@ -91,6 +96,33 @@ class GatewayMetrics:
             registry=registry,
         )  # fmt: skip
         self.cache_entries = Gauge("albert_cache_entries", "Entries held", ["cache"], registry=registry)
+        self.admission_active = Gauge(
+            "albert_admission_active", "Requests holding an admission slot", ["gate"], registry=registry
+        )
+        self.admission_waiting = Gauge(
+            "albert_admission_waiting", "Requests waiting for an admission slot", ["gate"], registry=registry
+        )
+        self.admission_refused = Counter(
+            "albert_admission_refused", "Requests refused at once (429)", ["gate"], registry=registry
+        )
+
+    def gate(self, name: str, what: str, max_active: int, max_waiting: int, *, service_s: float) -> Gate:
+        """An admission gate (server/admission.py) whose state these metrics follow."""
+        active, waiting = self.admission_active.labels(name), self.admission_waiting.labels(name)
+
+        def changed(now_active: int, now_waiting: int) -> None:
+            active.set(now_active)
+            waiting.set(now_waiting)
+
+        return Gate(
+            name,
+            what,
+            max_active=max_active,
+            max_waiting=max_waiting,
+            service_s=service_s,
+            on_change=changed,
+            on_refused=self.admission_refused.labels(name).inc,
+        )
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

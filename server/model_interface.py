@@ -79,6 +79,9 @@ class GeneratorInterface(_Strict, kw_only=True, frozen=True):
     """The checkpoint's tokenizer and chat template (the gateway formats and counts prompts with it)."""
     max_input_tokens: int
     max_output_tokens: int
+    max_concurrency: int = 1
+    """Sequences the deployment generates at the same time (batch size x instances): the gateway admits that
+    many answers at once by default (``answers_max_active``)."""
 
 
 class EmbedderInterface(_Strict, kw_only=True, frozen=True):
@@ -89,6 +92,9 @@ class EmbedderInterface(_Strict, kw_only=True, frozen=True):
     dim: int
     max_batch_size: int
     """Texts per call the model accepts (the gateway's micro-batches stay within it)."""
+    instances: int = 1
+    """Model instances: quoted answers (whose cost is embedding their candidate sentences) are admitted that
+    many at once by default (``answers_max_active``)."""
 
 
 class ModelInterface(_Strict, kw_only=True, frozen=True):

@@ -44,6 +44,12 @@ class Embedder(Protocol):
     ) -> NDArray[np.float32]: ...
 
 
+def _shown(value: str, limit: int = 40) -> str:
+    """A value the caller sent, quoted in an error message, cut to ``limit`` characters: a gRPC status message
+    travels in a trailer of at most 8 KiB (percent-encoded), and nobody needs 2,000 characters echoed."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
 def ms(seconds: float) -> float:
     return round(seconds * 1000.0, 2)
 
@@ -59,6 +65,9 @@ class SearchService:
         self.vectors: LruCache[NDArray[np.float32]] = self._cache("embedding")
         self.results: LruCache[Retrieval] = self._cache("retrieval")
         self.searcher = HybridSearcher(index, SearchParams.from_settings(settings))
+        self.gate = self.metrics.gate(
+            "search", "searching", settings.search_max_active, settings.search_max_waiting, service_s=0.1
+        )
 
     def _cache(self, name: str) -> LruCache[Any]:
         lookups, entries = self.metrics.cache_requests, self.metrics.cache_entries.labels(name)
@@ -84,7 +93,7 @@ class SearchService:
         audience = request.audience
         if audience is not None and audience not in AUDIENCES:
             raise ValidationFailed(
-                f"unknown audience {audience!r}: expected one of {', '.join(AUDIENCES)}", code="unknown_audience"
+                f"unknown audience {_shown(audience)}: expected one of {', '.join(AUDIENCES)}", code="unknown_audience"
             )
         k = self.settings.default_k if request.k is None else request.k
         if not 1 <= k <= self.settings.max_k:
@@ -122,7 +131,8 @@ class SearchService:
 
     async def search(self, request: SearchRequest, *, timeout_s: float | None = None) -> SearchResponse:
         query, audience, k = self.validate(request)
-        found = await self.retrieve(query, audience, k, timeout_s=timeout_s)
+        async with self.gate.slot():
+            found = await self.retrieve(query, audience, k, timeout_s=timeout_s)
         return SearchResponse(
             query=query,
             audience=audience,
@@ -136,7 +146,7 @@ class SearchService:
 
     def fiche(self, fiche_id: str) -> Fiche:
         if not _FICHE_ID.match(fiche_id):
-            raise NotFound(f"no fiche {fiche_id!r}: ids look like F1342 or N358", code="fiche_not_found")
+            raise NotFound(f"no fiche {_shown(fiche_id)}: ids look like F1342 or N358", code="fiche_not_found")
         fiche = self.index.fiches.get(fiche_id)
         if fiche is None:
             raise NotFound(f"no fiche {fiche_id!r} in corpus {self.corpus_version}", code="fiche_not_found")

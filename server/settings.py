@@ -97,6 +97,39 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     triton_timeout_s: float = 10.0
     """Deadline of one inference call to Triton; past it the request fails with 503 instead of hanging."""
 
+    answers_max_active: int | None = None
+    """Answers the gateway works on at the same time (retrieval, quoting or drafting, checking); default, from
+    the rendered deployment's model interface: the embedding model's instances for quoted answers (1 on the
+    CPU default), the generator's concurrent sequences for drafted ones (2 on the CPU default). See
+    ``server/admission.py``."""
+
+    answers_max_waiting: int = 1
+    """Answers that may wait for one of those slots; one more gets 429 ``answers_overloaded`` at once, with a
+    ``Retry-After`` estimated from the line ahead and the measured time per answer. Each one waiting adds
+    about a service time to the wait of the next: under a burst on the CPU default, admitted answers took
+    2.7 s (p50) with 0 waiting, 4.5 s with 1, 11.2 s with 2, for the same throughput (benchmarks/README.md,
+    resilience)."""
+
+    search_max_active: int = 16
+    """Searches worked on at the same time (its own bound, larger: advisors still search while answers are
+    saturated)."""
+
+    search_max_waiting: int = 64
+    """Searches that may wait for a slot; one more gets 429 ``search_overloaded`` at once."""
+
+    http_head_timeout_s: float = 10.0
+    """A connection that has not sent a complete request head (request line and headers) this long after
+    connecting, or after its previous response, is closed (slow or silent clients; server/http_protocol.py)."""
+
+    drain_s: float = 30.0
+    """On SIGTERM or Ctrl-C, how long requests in progress (streamed answers included) may take to finish
+    before the gateway closes them; then tritonserver stops."""
+
+    triton_restarts: int = 5
+    """``python -m server serve``: times in a row the supervisor restarts a tritonserver that died (backoff
+    1, 2, 4... s, reset after 5 minutes of good health); after that the process exits with an error so that
+    an outer supervisor (systemd, Kubernetes) takes over."""
+
     access_log: bool = True
     """One log line per HTTP request: request id, method, path, status, duration, body sizes — never the query
     string or a body (``server/access_log.py``). /metrics counts requests either way."""
@@ -299,6 +332,20 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """PEM CA bundle: when set, clients must present a certificate it signed (mutual TLS)."""
 
     def __post_init__(self) -> None:
+        bounds = {
+            "answers_max_active": (1 if self.answers_max_active is None else self.answers_max_active, 1),
+            "answers_max_waiting": (self.answers_max_waiting, 0),
+            "search_max_active": (self.search_max_active, 1),
+            "search_max_waiting": (self.search_max_waiting, 0),
+            "triton_restarts": (self.triton_restarts, 0),
+        }
+        for name, (value, least) in bounds.items():
+            if value < least:
+                raise SettingsError(f"ALBERT_{name.upper()} must be at least {least}, got {value}")
+        if self.drain_s < 0:
+            raise SettingsError(f"ALBERT_DRAIN_S must not be negative, got {self.drain_s}")
+        if self.http_head_timeout_s <= 0:
+            raise SettingsError(f"ALBERT_HTTP_HEAD_TIMEOUT_S must be positive, got {self.http_head_timeout_s}")
         if self.embedder_finetuned and self.embedder != "embeddinggemma":
             raise SettingsError("ALBERT_EMBEDDER_FINETUNED applies to ALBERT_EMBEDDER=embeddinggemma only")
 

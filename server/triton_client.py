@@ -14,7 +14,7 @@ from tritonclient.utils import InferenceServerException
 from server.errors import ApiError, BackendTimeout, BackendUnavailable
 from server.model_interface import EmbedderInterface
 
-__all__ = ["TritonEmbedder", "classify"]
+__all__ = ["TritonEmbedder", "classify", "triton_client"]
 
 
 Failure = Literal["timeout", "unreachable", "error"]
@@ -36,6 +36,21 @@ def classify(exc: Exception) -> tuple[Failure, str]:
     return "error", message
 
 
+def triton_client(url: str) -> grpcclient.InferenceServerClient:
+    """A client on one long-lived channel to Triton. gRPC's reconnection backoff grows to 2 minutes by
+    default: a restarted tritonserver would then wait that long for the gateway to notice; here it is at
+    most 2 s, so the gateway is ready again soon after Triton is (``python -m server serve`` restarts it)."""
+    options = [
+        ("grpc.max_send_message_length", 2**31 - 1),
+        ("grpc.max_receive_message_length", 2**31 - 1),
+        ("grpc.keepalive_time_ms", 2**31 - 1),  # tritonclient's default: no keepalive pings
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.min_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 2000),
+    ]
+    return grpcclient.InferenceServerClient(url=url, channel_args=options)
+
+
 def _convert(exc: InferenceServerException, what: str) -> ApiError:
     kind, message = classify(exc)
     if kind == "timeout":
@@ -53,7 +68,7 @@ class TritonEmbedder:
         self.interface = interface
         self.model = interface.model
         self.timeout_s = timeout_s
-        self._client = grpcclient.InferenceServerClient(url=url)
+        self._client = triton_client(url)
 
     async def close(self) -> None:
         await self._client.close()

@@ -7,6 +7,7 @@ on PATH, so the server is started with this interpreter's environment first on P
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -144,7 +145,9 @@ class TritonProcess:
     def wait_ready(self, timeout: float = 120.0) -> TritonProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
+            if self.process is None:
+                raise RuntimeError("tritonserver was stopped before it was ready")
+            if self.process.poll() is not None:
                 raise RuntimeError(f"tritonserver exited with code {self.process.returncode} (see its log)")
             if self.is_ready():
                 return self
@@ -163,6 +166,10 @@ class TritonProcess:
                 process.wait(timeout=5)
             except ProcessLookupError:
                 pass
+        elif process is not None:
+            # The server died on its own (killed, crashed): its backend stubs may outlive it in the group.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
         if self._log_handle is not None:
             self._log_handle.close()
             self._log_handle = None

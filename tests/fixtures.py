@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hypothesis import strategies as st
 
 from server.generation import Generated, GenerationParams
 
@@ -258,3 +259,33 @@ def write_word_tokenizer(directory: Path) -> Path:
     tokenizer.save(str(directory / "tokenizer.json"))
     (directory / "chat_template.jinja").write_text(CHATML_TEMPLATE)
     return directory
+
+
+def write_mini_stack(root: Path) -> Path:
+    """``root`` with the mini corpus, its index (``index/``, hashing embedder) and the word tokenizer
+    (``tokenizer/``): what a gateway with stand-in models needs."""
+    from rich.console import Console
+
+    from corpus.ingest import ingest
+
+    corpus = write_mini_corpus(root / "corpus")
+    ingest([corpus], root / "index", embed=hashing_embed, embedding_model="hash", dim=384, console=Console(quiet=True))
+    write_word_tokenizer(root / "tokenizer")
+    return root
+
+
+def hostile_questions(max_chars: int = 2000) -> st.SearchStrategy[str]:
+    """Questions a fuzzer should try: short random text, and long ones up to and past ``max_chars`` made of
+    any Unicode (control characters, combining marks, emoji, right-to-left), or of acronyms and numbers (the
+    densest in tokens: the input that once overflowed the prompt budget)."""
+    any_char = st.characters(exclude_categories=["Cs"])
+    dense = st.lists(
+        st.sampled_from(["CAF", "APL", "RSA", "CPAM", "URSSAF", "1234567890", "n°", "12,5 %", "€", "-", "/"]),
+        min_size=1,
+        max_size=40,
+    ).map(" ".join)
+    piece = st.text(any_char, min_size=1, max_size=30) | dense
+    long_text = st.tuples(piece, st.integers(min_value=max_chars - 100, max_value=max_chars + 10)).map(
+        lambda t: (t[0] * (t[1] // len(t[0]) + 1))[: t[1]]
+    )
+    return st.text(any_char, max_size=80) | long_text

@@ -202,11 +202,21 @@ def grpc_error(exc: grpc.RpcError) -> AlbertError:
     code = call.code() if hasattr(call, "code") else None
     status = code.name if code is not None else "UNKNOWN"
     details = (call.details() if hasattr(call, "details") else None) or str(exc)
-    error_code = status.lower()
+    error_code, retry_after = status.lower(), None
     for key, value in (call.trailing_metadata() if hasattr(call, "trailing_metadata") else None) or ():
         if key == "error-code":
             error_code = str(value)
-    return BY_GRPC_STATUS.get(status, AlbertError)(details, code=error_code, status=status)
+        elif key == "retry-after":
+            retry_after = _seconds(str(value))
+    return BY_GRPC_STATUS.get(status, AlbertError)(details, code=error_code, status=status, retry_after_s=retry_after)
+
+
+def _seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` in seconds (the HTTP-date form is not used by the gateway)."""
+    try:
+        return max(float(value), 0.0) if value is not None else None
+    except ValueError:
+        return None
 
 
 class _ErrorBody(msgspec.Struct):
@@ -219,7 +229,12 @@ def http_error(response: httpx.Response) -> AlbertError:
         message, code = body.get("message", response.reason_phrase), body.get("code", "http_error")
     except msgspec.DecodeError:
         message, code = response.text[:500] or response.reason_phrase, "http_error"
-    return BY_HTTP_STATUS.get(response.status_code, AlbertError)(message, code=code, status=str(response.status_code))
+    return BY_HTTP_STATUS.get(response.status_code, AlbertError)(
+        message,
+        code=code,
+        status=str(response.status_code),
+        retry_after_s=_seconds(response.headers.get("retry-after")),
+    )
 
 
 def connection_error(exc: httpx.TransportError) -> AlbertError:

@@ -2,9 +2,10 @@
 
 The transport follows the target: ``host:port`` is gRPC (``albert.v1.AnswerService``),
 ``http://…``/``https://…`` is the HTTP API. Every call takes a deadline (``timeout_s``, default the
-client's). Search and GetFiche are idempotent and retried with exponential backoff when the server is
-unavailable; answers are not retried (they are expensive and the caller decides). Leaving a streaming
-loop early cancels the call, and the server stops generating.
+client's). Search and GetFiche are idempotent and retried with exponential backoff (or after the server's
+``Retry-After``, when longer) when the server is unavailable or overloaded; answers are not retried (they
+are expensive and the caller decides). Leaving a streaming loop early cancels the call, and the server stops
+generating.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import msgspec
 from albert_client import _convert as cv
 from albert_client._proto.albert.v1 import answers_pb2 as pb
 from albert_client._proto.albert.v1 import answers_pb2_grpc as pb_grpc
-from albert_client.errors import Unavailable
+from albert_client.errors import AlbertError, Overloaded, Unavailable
 from albert_client.types import Answer, Fiche, SearchResults
 
 __all__ = ["TLS", "AnswerClient", "AsyncAnswerClient", "Event"]
@@ -73,6 +74,11 @@ def _channel_options(tls: TLS | None) -> list[tuple[str, Any]]:
     return options
 
 
+def _retry_wait(exc: AlbertError, backoff_s: float, cap_s: float) -> float:
+    """Seconds before the next try: the backoff, or the server's ``Retry-After`` when longer, at most ``cap_s``."""
+    return min(max(backoff_s, exc.retry_after_s or 0.0), cap_s)
+
+
 def _search_params(query: str, audience: str | None, k: int | None) -> dict[str, Any]:
     params: dict[str, Any] = {"q": query}
     if audience is not None:
@@ -91,11 +97,13 @@ class AnswerClient:
         tls: TLS | None = None,
         retries: int = 3,
         backoff_s: float = 0.2,
+        max_retry_wait_s: float = 10.0,
     ) -> None:
         self.target = target
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
+        self.max_retry_wait_s = max_retry_wait_s
         self._http: httpx.Client | None = None
         self._channel: grpc.Channel | None = None
         if _is_http(target):
@@ -125,10 +133,10 @@ class AnswerClient:
         for attempt in range(self.retries + 1):
             try:
                 return call()
-            except Unavailable:
+            except (Unavailable, Overloaded) as exc:
                 if attempt == self.retries:
                     raise
-                time.sleep(self.backoff_s * 2**attempt)
+                time.sleep(_retry_wait(exc, self.backoff_s * 2**attempt, self.max_retry_wait_s))
         raise AssertionError("unreachable")
 
     def _grpc(self, call: Callable[[], T]) -> T:
@@ -239,11 +247,13 @@ class AsyncAnswerClient:
         tls: TLS | None = None,
         retries: int = 3,
         backoff_s: float = 0.2,
+        max_retry_wait_s: float = 10.0,
     ) -> None:
         self.target = target
         self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
+        self.max_retry_wait_s = max_retry_wait_s
         self._http: httpx.AsyncClient | None = None
         self._channel: grpc.aio.Channel | None = None
         if _is_http(target):
@@ -273,10 +283,10 @@ class AsyncAnswerClient:
         for attempt in range(self.retries + 1):
             try:
                 return await call()
-            except Unavailable:
+            except (Unavailable, Overloaded) as exc:
                 if attempt == self.retries:
                     raise
-                await asyncio.sleep(self.backoff_s * 2**attempt)
+                await asyncio.sleep(_retry_wait(exc, self.backoff_s * 2**attempt, self.max_retry_wait_s))
         raise AssertionError("unreachable")
 
     async def _grpc(self, call: Callable[[], Awaitable[T]]) -> T:

@@ -14,13 +14,15 @@ __all__ = [
 
 
 class AlbertError(Exception):
-    """``code``: the server's stable error code (e.g. ``empty_query``), or the transport's status name."""
+    """``code``: the server's stable error code (e.g. ``empty_query``), or the transport's status name;
+    ``retry_after_s``: the seconds the server asked to wait before retrying (``Retry-After``), if it said."""
 
-    def __init__(self, message: str, *, code: str, status: str) -> None:
+    def __init__(self, message: str, *, code: str, status: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.status = status
+        self.retry_after_s = retry_after_s
 
 
 class InvalidRequest(AlbertError):

@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from corpus.records import Chunk, Fiche
+from server.admission import Ticket
 from server.answers.bundle import order_fiches, practical_links, related_questions
 from server.answers.chat import ChatFormat
 from server.answers.citations import check_citations
@@ -30,7 +31,7 @@ from server.answers.prompt import NO_ANSWER, PromptSource, QuestionTooLong, buil
 from server.answers.relevance import is_covered
 from server.answers.repetition import RepetitionGuard
 from server.cache import LruCache
-from server.errors import BackendTimeout, BackendUnavailable, ValidationFailed
+from server.errors import BackendTimeout, Misconfigured, ValidationFailed
 from server.generation import Generated, GenerationParams
 from server.retrieval.search import FicheHit
 from server.schemas import (
@@ -109,6 +110,7 @@ class Prepared:
     embed_ms: float
     retrieve_ms: float
     deadline: float | None  # time.monotonic() by which the caller needs the answer
+    ticket: Ticket | None = None  # the admission slot, given back when the events end
 
 
 def _source(fiche: Fiche, chunk: Chunk) -> PromptSource:
@@ -147,8 +149,16 @@ def _chunks_by_fiche(chunks: Sequence[Chunk]) -> dict[str, list[Chunk]]:
 
 class AnswerService:
     def __init__(
-        self, settings: Settings, search: SearchService, generator: Generator, chat: ChatFormat | None
+        self,
+        settings: Settings,
+        search: SearchService,
+        generator: Generator,
+        chat: ChatFormat | None,
+        *,
+        concurrency: int = 1,
     ) -> None:
+        """``concurrency``: the answers the deployment works on at once when ``answers_max_active`` is not
+        set (server/app.py)."""
         self.settings = settings
         self.search = search
         self.generator = generator
@@ -157,6 +167,13 @@ class AnswerService:
         self.chunks_of = _chunks_by_fiche(list(search.index.chunks.values()))
         # Sentences of the fiches, embedded once: the same fiches come back for many questions.
         self.sentence_vectors: LruCache[NDArray[np.float32]] = LruCache(settings.cache_entries * 16)
+        self.gate = search.metrics.gate(
+            "answers",
+            "answering questions",
+            settings.answers_max_active or concurrency,
+            settings.answers_max_waiting,
+            service_s=1.0 if settings.answer_mode == "quoted" else 8.0,
+        )
 
     async def _vectors(self, texts: list[str]) -> NDArray[np.float32]:
         """Passage embeddings of ``texts`` (answer and source sentences), from the cache where it can."""
@@ -194,11 +211,30 @@ class AnswerService:
         question, audience, k, params = self.validate(request)
         mode = self.settings.answer_mode
         if mode != "quoted" and self.chat is None:
-            raise BackendUnavailable(
+            raise Misconfigured(
                 "the generator's tokenizer could not be loaded at start-up (the gateway log says why); "
                 "search still works",
                 code="generator_unavailable",
             )
+        ticket = await self.gate.enter()  # 429 here, before any work, when answers are saturated
+        try:
+            return await self._prepare(question, audience, k, params, started, deadline, ticket)
+        except BaseException:
+            ticket.release()
+            raise
+
+    async def _prepare(
+        self,
+        question: str,
+        audience: str | None,
+        k: int,
+        params: GenerationParams,
+        started: float,
+        deadline: float | None,
+        ticket: Ticket,
+    ) -> Prepared:
+        mode = self.settings.answer_mode
+        timeout_s = None if deadline is None else max(deadline - time.monotonic(), 0.0)
         found = await self.search.retrieve(question, audience, k, timeout_s=timeout_s)
         retrieval = found.retrieval
         covered = is_covered(
@@ -243,6 +279,7 @@ class AnswerService:
             embed_ms=found.embed_ms,
             retrieve_ms=found.retrieve_ms,
             deadline=deadline,
+            ticket=ticket,
         )
 
     def _bundle(self, prepared: Prepared, cited: Sequence[int]) -> Bundle:
@@ -300,6 +337,15 @@ class AnswerService:
         return reason, Usage(prompt_tokens=prompt, completion_tokens=completion)
 
     async def events(self, prepared: Prepared) -> AsyncGenerator[AnswerPreview | Delta | AnswerResponse, None]:
+        """The answer's events; the admission slot is given back when they end (or fail, or are closed)."""
+        try:
+            async for event in self._events(prepared):
+                yield event
+        finally:
+            if prepared.ticket is not None:
+                prepared.ticket.release()
+
+    async def _events(self, prepared: Prepared) -> AsyncGenerator[AnswerPreview | Delta | AnswerResponse, None]:
         corpus_version = self.search.corpus_version
         preview = self._bundle(prepared, ())
         yield AnswerPreview(

@@ -3,7 +3,8 @@
 - Requests are decoded here (handlers receive raw bytes): a message that does not parse is answered
   INVALID_ARGUMENT, never INTERNAL; values are checked by the service layer, like HTTP's.
 - Errors: one table from the error tree (``ApiError.grpc_status``) to ``grpc.StatusCode``; the message
-  goes in ``details`` and the stable code in the ``error-code`` trailing metadata. Anything else is
+  goes in ``details``, the stable code in the ``error-code`` trailing metadata and, when a retry may succeed
+  (RESOURCE_EXHAUSTED, UNAVAILABLE), the seconds to wait in ``retry-after``. Anything else is
   INTERNAL with a generic message (the log has the details).
 - The client's deadline bounds the Triton calls (embedding and generation); when it passes, or when the
   client cancels, the handler is cancelled and so is the generation in Triton.
@@ -55,7 +56,10 @@ def _parse(message_type: type[M], data: bytes) -> M:
 
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: Exception) -> None:
     if isinstance(exc, ApiError):
-        context.set_trailing_metadata((("error-code", exc.code),))
+        metadata = [("error-code", exc.code)]
+        if (retry := exc.retry_after_header()) is not None:
+            metadata.append(("retry-after", retry))  # seconds, as HTTP's Retry-After
+        context.set_trailing_metadata(tuple(metadata))
         await context.abort(grpc.StatusCode[exc.grpc_status], exc.message)
     log.exception("unhandled error in a gRPC call", exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, "internal error; the gateway log has the details")
@@ -128,14 +132,15 @@ class AnswerServicer:
         try:
             request = convert.answer_request(_parse(pb.AnswerRequest, data))
             prepared = await self.answers.prepare(request, timeout_s=_timeout(context))
-            async for event in self.answers.events(prepared):
-                if isinstance(event, AnswerPreview):
-                    message = pb.AnswerEvent(sources=convert.bundle_to_proto(event))
-                elif isinstance(event, Delta):
-                    message = pb.AnswerEvent(delta=pb.TextDelta(text=event.text))
-                elif isinstance(event, AnswerResponse):
-                    message = pb.AnswerEvent(answer=convert.response_to_proto(event))
-                yield message.SerializeToString()
+            async with contextlib.aclosing(self.answers.events(prepared)) as events:  # frees the slot at once
+                async for event in events:
+                    if isinstance(event, AnswerPreview):
+                        message = pb.AnswerEvent(sources=convert.bundle_to_proto(event))
+                    elif isinstance(event, Delta):
+                        message = pb.AnswerEvent(delta=pb.TextDelta(text=event.text))
+                    elif isinstance(event, AnswerResponse):
+                        message = pb.AnswerEvent(answer=convert.response_to_proto(event))
+                    yield message.SerializeToString()
         except Exception as exc:
             await _abort(context, exc)
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+from albert_client import AsyncAnswerClient
+from albert_client.errors import Overloaded
 
 from server.answers.extractive import FICHE_HEADING, QUOTED_HEADING
 from server.answers.grounding import ground
@@ -330,3 +332,53 @@ def test_client_leaving_a_non_streaming_answer_stops_generation(
         assert time.monotonic() < deadline, "the generator kept going after the client left"
         time.sleep(0.2)
     assert httpx.get(f"{gateway.url}/health/live", timeout=5).status_code == 200
+
+
+def test_a_burst_beyond_the_bound_gets_429_while_the_admitted_complete(
+    settings: Settings, triton: TritonProcess, tmp_path: Path
+) -> None:
+    """One answer admitted at a time, none waiting: of four drafted answers sent together over HTTP and two
+    over gRPC, one is answered and the others are refused at once with a retry time; search still answers."""
+    gateway = Gateway(
+        settings,
+        triton.grpc_url,
+        tmp_path / "gateway.log",
+        ALBERT_ANSWER_MODE="drafted",
+        ALBERT_ANSWERS_MAX_ACTIVE="1",
+        ALBERT_ANSWERS_MAX_WAITING="0",
+    )
+    try:
+        gateway.wait_live()
+
+        async def burst() -> tuple[list[tuple[int, float, httpx.Response]], list[BaseException | object], int]:
+            async with (
+                httpx.AsyncClient(base_url=gateway.url, timeout=180) as client,
+                AsyncAnswerClient(gateway.grpc_target, timeout_s=180) as rpc,
+            ):
+
+                async def one(n: int) -> tuple[int, float, httpx.Response]:
+                    started = time.perf_counter()
+                    body = {"question": f"{LONG} ({n})", "max_tokens": 48, "stream": n % 2 == 1}
+                    response = await client.post("/v1/answers", json=body)
+                    return response.status_code, time.perf_counter() - started, response
+
+                first = asyncio.ensure_future(one(0))
+                await asyncio.sleep(0.5)  # the first holds the slot (retrieval, then drafting)
+                others = [asyncio.ensure_future(one(n)) for n in range(1, 4)]
+                over_grpc = [asyncio.ensure_future(rpc.answer(f"{LONG} (gRPC {n})")) for n in range(2)]
+                search = (await client.get("/v1/search", params={"q": QUESTION})).status_code
+                http = [await first, *await asyncio.gather(*others)]
+                return http, await asyncio.gather(*over_grpc, return_exceptions=True), search
+
+        http, grpc_outcomes, search = asyncio.run(burst())
+    finally:
+        gateway.stop()
+    assert search == 200
+    assert http[0][0] == 200 and "event: error" not in http[0][2].text
+    for status, seconds, response in http[1:]:
+        assert status == 429 and seconds < 1.0, (status, seconds)
+        assert int(response.headers["retry-after"]) >= 1
+        assert response.json()["error"]["code"] == "answers_overloaded"
+    for outcome in grpc_outcomes:
+        assert isinstance(outcome, Overloaded) and outcome.status == "RESOURCE_EXHAUSTED", outcome
+        assert outcome.code == "answers_overloaded" and (outcome.retry_after_s or 0) >= 1

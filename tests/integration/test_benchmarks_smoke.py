@@ -37,3 +37,21 @@ def test_benchmark_smoke(script: str, header: str, timeout: int) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert header in result.stdout
+
+
+@pytest.mark.timeout(600)
+def test_resilience_smoke(tmp_path: Path) -> None:
+    """Every part of the resilience suite, briefly: its figures print and the service stops cleanly."""
+    out = tmp_path / "resilience.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.resilience", "--smoke", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=540,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for header in ("## fuzz", "## overload", "## fault", "## slow", "stopped cleanly: True"):
+        assert header in result.stdout, header
+    assert '"5xx_or_internal": 0' in out.read_text()

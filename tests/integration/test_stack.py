@@ -4,10 +4,7 @@ subprocesses."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,8 +16,9 @@ import tritonclient.grpc as grpcclient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+from server.gateway_process import ServeProcess
 from server.settings import Settings
-from server.tritonserver import TritonPorts, TritonProcess, free_port
+from server.tritonserver import TritonPorts, TritonProcess
 from tests.servers import Gateway, start_triton
 
 
@@ -175,41 +173,18 @@ def _wait_for_grpc_health(gateway: Gateway, wanted: int) -> None:
         time.sleep(0.5)
 
 
-def _pids_with(argument: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and argument.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
-
-
-def test_serve_stops_tritonserver_on_sigterm(settings: Settings) -> None:
+def test_serve_stops_tritonserver_on_sigterm(tmp_path: Path) -> None:
     """`python -m server serve` under a service manager: SIGTERM stops the gateway and its tritonserver."""
-    ports, http_port = TritonPorts.free(), free_port()
-    env = {**os.environ, "ALBERT_HTTP_PORT": str(http_port), "ALBERT_GRPC_PORT": str(free_port())}
-    env |= {"ALBERT_TRITON_GRPC_URL": f"127.0.0.1:{ports.grpc}", "ALBERT_TRITON_HTTP_PORT": str(ports.http)}
-    env |= {"ALBERT_TRITON_METRICS_PORT": str(ports.metrics)}
-    command = [sys.executable, "-m", "server", "serve"]
-    serve = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    serve = ServeProcess(tmp_path / "serve.log")
     try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and serve.poll() is None:
-            try:
-                if httpx.get(f"http://127.0.0.1:{http_port}/health/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        tritons = _pids_with(f"--grpc-port={ports.grpc}")
-        assert serve.poll() is None and len(tritons) == 1, "serve did not come up with one tritonserver"
-        serve.send_signal(signal.SIGTERM)
-        output, _ = serve.communicate(timeout=60)
+        serve.wait_ready()
+        tritons = serve.triton_pids()
+        assert len(tritons) == 1, "serve did not come up with one tritonserver"
+        serve.process.send_signal(signal.SIGTERM)
+        serve.process.wait(timeout=60)
+        left = serve.triton_pids()
     finally:
-        if serve.poll() is None:
-            serve.kill()
-    assert serve.returncode == 0, output[-2000:]
-    assert "tritonserver stopped" in output
-    assert not Path(f"/proc/{tritons[0]}").exists() or _pids_with(f"--grpc-port={ports.grpc}") == []
+        returncode = serve.stop()
+    assert returncode == 0, serve.output()[-2000:]
+    assert "tritonserver stopped" in serve.output()
+    assert left == [], "a tritonserver outlived serve"

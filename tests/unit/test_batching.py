@@ -172,8 +172,9 @@ def test_metric_names_follow_prometheus_conventions() -> None:
     metrics.tokens.labels("prompt").inc(12)
     metrics.cache_requests.labels("retrieval", "hit").inc()
     metrics.stage_duration.labels("embed").observe(0.01)
+    metrics.admission_refused.labels("answers").inc()
     families = list(text_string_to_metric_families(metrics.exposition().decode()))
-    assert len(families) == 12  # the table in server/metrics.py
+    assert len(families) == 15  # the table in server/metrics.py
     for family in families:
         assert re.fullmatch(r"albert_[a-z_]+", family.name), family.name
         if family.type == "counter":

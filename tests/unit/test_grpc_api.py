@@ -31,15 +31,18 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
-from rich.console import Console
 
-from corpus.ingest import ingest
 from server.app import create_app
 from server.errors import BackendUnavailable
 from server.errors import Overloaded as ServerOverloaded
 from server.settings import Settings
 from server.tritonserver import free_port
-from tests.fixtures import HashEmbedder, ScriptedGenerator, hashing_embed, write_mini_corpus, write_word_tokenizer
+from tests.fixtures import (
+    HashEmbedder,
+    ScriptedGenerator,
+    hostile_questions,
+    write_mini_stack,
+)
 from tests.tls import Certificates, make_certificates
 
 QUESTION = "Ma carte d'identité a été volée en France, que faire ?"
@@ -75,11 +78,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("grpc")
-    corpus = write_mini_corpus(root / "corpus")
-    ingest([corpus], root / "index", embed=hashing_embed, embedding_model="hash", dim=384, console=Console(quiet=True))
-    write_word_tokenizer(root / "tokenizer")
-    return root
+    return write_mini_stack(tmp_path_factory.mktemp("grpc"))
 
 
 @pytest.fixture(scope="module")
@@ -174,12 +173,13 @@ def test_backend_errors(stack: Stack, client: AnswerClient) -> None:
     with pytest.raises(Unavailable) as raised:
         client.answer(QUESTION)
     assert raised.value.status == "UNAVAILABLE" and raised.value.code == "generator_unavailable"
+    assert raised.value.retry_after_s == 5  # the retry-after metadata
     assert client.search(QUESTION).results  # search does not need the generator
     stack.generator.not_ready = None
     stack.generator.fail_after_first = ServerOverloaded("generator overloaded", code="generator_overloaded")
     with pytest.raises(Overloaded) as busy:
         client.answer(QUESTION)
-    assert busy.value.status == "RESOURCE_EXHAUSTED"
+    assert busy.value.status == "RESOURCE_EXHAUSTED" and busy.value.retry_after_s == 1
 
 
 def _raw_call(target: str, method: str, payload: bytes) -> grpc.StatusCode:
@@ -206,6 +206,17 @@ def test_malformed_messages_are_invalid_argument(stack: Stack, payload: bytes) -
         assert _raw_call(stack.target, method, payload) == grpc.StatusCode.INVALID_ARGUMENT, method
 
 
+def test_a_long_value_echoed_in_an_error_still_fits_the_status_trailer(stack: Stack) -> None:
+    """The status message travels percent-encoded in a trailer of at most 8 KiB: echoing a 2,000-character
+    id of two-byte characters whole (12 KB) turned NOT_FOUND into RESOURCE_EXHAUSTED on the client."""
+    for method, message in (
+        ("GetFiche", pb.GetFicheRequest(id="ÿ" * 2000)),
+        ("Search", pb.SearchRequest(query="carte", audience="ÿ" * 2000)),
+    ):
+        expected = grpc.StatusCode.NOT_FOUND if method == "GetFiche" else grpc.StatusCode.INVALID_ARGUMENT
+        assert _raw_call(stack.target, method, message.SerializeToString()) == expected, method
+
+
 def test_oversized_message_is_refused(stack: Stack) -> None:
     big = pb.AnswerRequest(question="x" * (70 * 1024)).SerializeToString()
     assert _raw_call(stack.target, "Answer", big) == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -213,7 +224,7 @@ def test_oversized_message_is_refused(stack: Stack) -> None:
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    question=st.text(max_size=60),
+    question=hostile_questions(),
     audience=st.none() | st.text(max_size=15) | st.sampled_from(["particuliers", "associations"]),
     k=st.none() | st.integers(min_value=0, max_value=2**32 - 1),
     max_tokens=st.none() | st.integers(min_value=0, max_value=2**32 - 1),
