@@ -254,10 +254,14 @@ def test_generator_timeout_is_504_and_stops_generation(
     )
     try:
         gateway.wait_live()
-        started = time.monotonic()
-        response = httpx.post(f"{gateway.url}/v1/answers", json={"question": LONG, "max_tokens": 1000}, timeout=60)
+        # The first answer of a new gateway also embeds the fiches' sentences it quotes from (seconds on two
+        # busy cores, outside the generator's deadline); the second finds them cached and times the deadline.
+        for attempt in range(2):
+            started = time.monotonic()
+            body = {"question": LONG, "max_tokens": 1000}
+            response = httpx.post(f"{gateway.url}/v1/answers", json=body, timeout=60)
+            assert response.status_code == 504, (attempt, response.text)
         assert time.monotonic() - started < 5
-        assert response.status_code == 504, response.text
         assert response.json()["error"]["code"] == "generator_timeout"
         assert "1 s" in response.json()["error"]["message"]
         deadline = time.monotonic() + 30  # the prompt's prefill cannot be interrupted; the next token is
