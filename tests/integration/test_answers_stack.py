@@ -254,14 +254,15 @@ def test_generator_timeout_is_504_and_stops_generation(
     )
     try:
         gateway.wait_live()
-        # The first answer of a new gateway also embeds the fiches' sentences it quotes from (seconds on two
-        # busy cores, outside the generator's deadline); the second finds them cached and times the deadline.
-        for attempt in range(2):
-            started = time.monotonic()
-            body = {"question": LONG, "max_tokens": 1000}
-            response = httpx.post(f"{gateway.url}/v1/answers", json=body, timeout=60)
-            assert response.status_code == 504, (attempt, response.text)
-        assert time.monotonic() - started < 5
+        started = time.monotonic()
+        response = httpx.post(f"{gateway.url}/v1/answers", json={"question": LONG, "max_tokens": 1000}, timeout=60)
+        # 1,000 tokens would take about a minute on two cores. The bound leaves room for what precedes the
+        # generator's deadline: a new gateway's first answer embeds the sentences of the fiches it quotes
+        # from (the whole request took 5.1 s in a clean-clone CI run; warming it up with a second request was
+        # tried, but two requests cancelled at their deadline in a row once crashed tritonserver's python
+        # backend).
+        assert time.monotonic() - started < 15
+        assert response.status_code == 504, response.text
         assert response.json()["error"]["code"] == "generator_timeout"
         assert "1 s" in response.json()["error"]["message"]
         deadline = time.monotonic() + 30  # the prompt's prefill cannot be interrupted; the next token is
