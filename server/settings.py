@@ -110,11 +110,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     2.7 s (p50) with 0 waiting, 4.5 s with 1, 11.2 s with 2, for the same throughput (benchmarks/README.md,
     resilience)."""
 
-    search_max_active: int = 16
+    search_max_active: int = 64
     """Searches worked on at the same time (its own bound, larger: advisors still search while answers are
-    saturated)."""
+    saturated). Two full micro-batches (``embed_batch_max``, 32) in flight: at 16, 64 concurrent searches
+    took 18 embedding calls instead of fewer than 16 (tests/integration/test_micro_batching.py)."""
 
-    search_max_waiting: int = 64
+    search_max_waiting: int = 256
     """Searches that may wait for a slot; one more gets 429 ``search_overloaded`` at once."""
 
     http_head_timeout_s: float = 10.0
