@@ -10,7 +10,15 @@ from corpus.index import load_index
 from corpus.questions import load_questions
 from server.settings import Settings
 
-__all__ = ["closed_loop", "corpus_questions"]
+__all__ = ["closed_loop", "corpus_questions", "percentile"]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank ``q``-th percentile (0-100) of ``values``; NaN when there are none."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def corpus_questions(settings: Settings, n: int, *, seed: int) -> list[str]:

@@ -4,8 +4,8 @@
   otherwise answer the readiness probes, and the gateway would serve its (possibly older) models.
 - A watcher thread polls the process. When it dies, the supervisor logs its exit status and the end of its
   log, starts it again after a backoff (1, 2, 4... s, at most 30) and waits for its models; the gateway's
-  readiness follows on its own (its Triton channel reconnects within 2 s). While it is down, requests get
-  503 with ``Retry-After`` and streamed answers in flight end with an error event.
+  readiness follows on its own (its Triton channel retries the connection at least every 2 s). While it is
+  down, requests get 503 with ``Retry-After`` and streamed answers in flight end with an error event.
 - After ``restarts`` failed tries in a row (a start that dies or never becomes ready counts; 5 minutes of
   good health reset the count) it gives up and calls ``on_give_up``: the process then exits with an error and
   an outer supervisor (systemd, Kubernetes) takes over.
