@@ -21,8 +21,14 @@ The protocol (tests/data/README.md) keeps the questions out of reach of whoever 
    the new judges agree with the first). ``merge`` adds what they accept to ``expected`` and keeps the first
    judgments in ``expected_first``; the evaluation prints both.
 
-Run as ``python -m benchmarks.eval_sets {sample,check,pool,assemble,repool,merge} --work DIR``. The pools of
-the committed sets came from the e5 pipeline of the time (audience filter, fiche heads only), extended on
+6. ``sample-select``, ``pool-select``, ``assemble-select`` (2026-12-03): a third set, ``select``, for choices
+   that dev and test disagree on (the query tower: dev lower, test higher). 120 fresh fiches (seed 20261203,
+   none that any committed set uses), written by four new writers under the same rules, pooled with the
+   served pipeline and with the query tower (``ALBERT_QUERY_TOWER=1``), judged by four new judges; not split.
+   The choice between the two is made on it; test stays the report.
+
+Run as ``python -m benchmarks.eval_sets COMMAND --work DIR`` (``check`` works on both kinds of work folder).
+The pools of the committed sets came from the e5 pipeline of the time (audience filter, fiche heads only), extended on
 2026-12-03 by ``repool`` with the EmbeddingGemma pipeline's.
 """
 
@@ -49,6 +55,8 @@ __all__ = ["SAMPLE_SEED", "test_half", "title_keywords", "writer_view"]
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 SAMPLE_SEED = 20261129
+SELECT_SEED = 20261203
+SELECT_PER_AUDIENCE = {"particuliers": 78, "professionnels": 30, "associations": 12}
 SPLIT_SEED = 11
 # Fiches drawn per audience (the corpus holds 2,912 / 595 / 93 answerable fiches of each; associations and
 # professionnels are over-drawn so that each is measured on enough questions).
@@ -133,8 +141,21 @@ def sample(
     return chosen
 
 
-def _sample_command(fiches: dict[str, Fiche], work: Path) -> None:
-    chosen = sample(fiches)
+def used_fiches() -> frozenset[str]:
+    """Every fiche a committed evaluation set other than ``select`` names (as its source or an acceptable
+    answer): what the select set's draw leaves out."""
+    used: set[str] = set()
+    for path in sorted(p for p in DATA.glob("*.json") if p.name != "everyday_select.json"):
+        rows = json.loads(path.read_text())
+        for row in rows if isinstance(rows, list) else []:
+            for key in ("source", "fiche_id", "expected"):
+                value = row.get(key) if isinstance(row, dict) else None
+                used.update([value] if isinstance(value, str) else value if isinstance(value, list) else [])
+    return frozenset(used)
+
+
+def _sample_command(fiches: dict[str, Fiche], work: Path, chosen: list[Fiche] | None = None) -> None:
+    chosen = sample(fiches) if chosen is None else chosen
     (work / "fiches").mkdir(parents=True, exist_ok=True)
     for fiche in chosen:
         (work / "fiches" / f"{fiche.id}.txt").write_text(writer_view(fiche))
@@ -267,6 +288,66 @@ def _pool_command(index: SearchIndex, work: Path) -> None:
     _write_packets(index, work, asked, pools(index, asked, across=True, seed=SAMPLE_SEED))
 
 
+def _pool_select_command(index: SearchIndex, work: Path) -> None:
+    """Step 6: the select set's pools, the union of the served pipeline's rankers and the query tower's."""
+    import os
+
+    asked = [Asked(q["fiche_id"], q["question"], q["audience"], frozenset({q["fiche_id"]})) for q in _questions(work)]
+    before = os.environ.get("ALBERT_QUERY_TOWER")
+    os.environ["ALBERT_QUERY_TOWER"] = "0"
+    try:
+        base = pools(index, asked, across=False, seed=1)
+        os.environ["ALBERT_QUERY_TOWER"] = "1"
+        tower = pools(index, asked, across=False, seed=2)
+    finally:
+        if before is None:
+            del os.environ["ALBERT_QUERY_TOWER"]
+        else:
+            os.environ["ALBERT_QUERY_TOWER"] = before
+    rng = random.Random(SELECT_SEED)
+    merged = {}
+    for key in base:
+        candidates = sorted(set(base[key]) | set(tower[key]))
+        rng.shuffle(candidates)
+        merged[key] = candidates
+    random.Random(5).shuffle(asked)
+    _write_packets(index, work, asked, merged)
+
+
+def assemble_select(fiches: dict[str, Fiche], work: Path) -> list[dict[str, object]]:
+    """Questions + judgments -> the select set (not split): ``expected`` as in ``assemble``."""
+    return _judged_rows(fiches, work, "S")
+
+
+def _judged_rows(fiches: dict[str, Fiche], work: Path, prefix: str) -> list[dict[str, object]]:
+    """One row per written question, in the order of the draw: ``expected`` is its source fiche, then the
+    other candidates of its pool the judge said answer it (answerable fiches only)."""
+    keys = json.loads((work / "judge_keys.json").read_text())
+    label = {fiche_id: key for key, fiche_id in keys["keys"].items()}
+    judged: dict[str, list[str]] = {}
+    for path in sorted((work / "judgments").glob("*.json")):
+        judged.update(json.loads(path.read_text()))
+    rows: list[dict[str, object]] = []
+    for n, q in enumerate(_questions(work), start=1):
+        said = judged[label[q["fiche_id"]]]
+        pool = set(keys["pools"][q["fiche_id"]])
+        others = [f for f in said if f in pool and f != q["fiche_id"] and fiches[f].answerable]
+        rows.append(
+            {
+                "id": f"{prefix}{n:03d}",
+                "audience": q["audience"],
+                "question": q["question"],
+                "expected": [q["fiche_id"], *dict.fromkeys(others)],
+                "source": q["fiche_id"],
+                "judge_kept_source": q["fiche_id"] in said,
+                "theme": q["theme"],
+                "voice": q["voice"],
+                "aspect": q["aspect"],
+            }
+        )
+    return rows
+
+
 def _split_rows() -> dict[str, list[dict[str, Any]]]:
     return {name: json.loads((DATA / f"everyday_{name}.json").read_text()) for name in ("dev", "test")}
 
@@ -316,49 +397,42 @@ def test_half(rows: list[dict[str, str]], seed: int) -> set[str]:
 
 
 def assemble(fiches: dict[str, Fiche], work: Path) -> dict[str, list[dict[str, object]]]:
-    """Questions + judgments -> the two sets. ``expected``: the fiche the question was written from, then the
-    other candidates the judge said answer it (answerable fiches only). The split is drawn once, by fiche,
+    """Questions + judgments -> the two sets (rows as ``_judged_rows``). The split is drawn once, by fiche,
     half of each audience in each set."""
-    questions = _questions(work)
-    keys = json.loads((work / "judge_keys.json").read_text())
-    label = {fiche_id: key for key, fiche_id in keys["keys"].items()}
-    judged: dict[str, list[str]] = {}
-    for path in sorted((work / "judgments").glob("*.json")):
-        judged.update(json.loads(path.read_text()))
-    test_ids = test_half(questions, SPLIT_SEED)
+    test_ids = test_half(_questions(work), SPLIT_SEED)
     sets: dict[str, list[dict[str, object]]] = {"dev": [], "test": []}
-    for n, q in enumerate(questions, start=1):
-        said = judged[label[q["fiche_id"]]]
-        pool = set(keys["pools"][q["fiche_id"]])
-        others = [f for f in said if f in pool and f != q["fiche_id"] and fiches[f].answerable]
-        sets["test" if q["fiche_id"] in test_ids else "dev"].append(
-            {
-                "id": f"E{n:03d}",
-                "audience": q["audience"],
-                "question": q["question"],
-                "expected": [q["fiche_id"], *dict.fromkeys(others)],
-                "source": q["fiche_id"],
-                "judge_kept_source": q["fiche_id"] in said,
-                "theme": q["theme"],
-                "voice": q["voice"],
-                "aspect": q["aspect"],
-            }
-        )
+    for row in _judged_rows(fiches, work, "E"):
+        sets["test" if row["source"] in test_ids else "dev"].append(row)
     return sets
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.eval_sets", description=__doc__)
-    parser.add_argument("command", choices=["sample", "check", "pool", "assemble", "repool", "merge"])
+    commands = ["sample", "check", "pool", "assemble", "repool", "merge"]
+    parser.add_argument("command", choices=[*commands, "sample-select", "pool-select", "assemble-select"])
     parser.add_argument("--work", type=Path, required=True)
     args = parser.parse_args(argv)
     settings = Settings.from_env()
-    if args.command in ("sample", "assemble", "merge"):
+    if args.command in ("sample", "assemble", "merge", "sample-select", "assemble-select"):
         # From the corpus itself, so that the sets do not depend on an index build.
         parsed, _ = load_fiches([fetch(CORPUS, settings.cache_dir / "downloads")])
         fiches = {f.id: f for f in parsed}
     if args.command == "sample":
         _sample_command(fiches, args.work)
+        return 0
+    if args.command == "sample-select":
+        chosen = sample(fiches, SELECT_SEED, SELECT_PER_AUDIENCE, exclude=used_fiches())
+        _sample_command(fiches, args.work, chosen)
+        return 0
+    if args.command == "assemble-select":
+        rows = assemble_select(fiches, args.work)
+        (DATA / "everyday_select.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
+        sizes = [len(r["expected"]) for r in rows]  # type: ignore[arg-type]
+        kept = sum(bool(r["judge_kept_source"]) for r in rows)
+        print(
+            f"select: {len(rows)} questions, {sum(sizes) / len(rows):.2f} acceptable fiches per question, "
+            f"the judge kept the source fiche for {kept}"
+        )
         return 0
     if args.command in ("assemble", "merge"):
         made = assemble(fiches, args.work) if args.command == "assemble" else merge(fiches, args.work)
@@ -383,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         _pool_command(index, args.work)
     if args.command == "repool":
         _repool_command(index, args.work)
+    if args.command == "pool-select":
+        _pool_select_command(index, args.work)
     if args.command == "check":
         questions = _questions(args.work)
         sampled = json.loads((args.work / "sample.json").read_text())

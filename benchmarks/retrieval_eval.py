@@ -1,6 +1,6 @@
 """Retrieval quality of the configuration the gateway serves, on the evaluation sets.
 
-    python -m benchmarks.retrieval_eval [--sets dev,test,situational,titles] [--out FILE]
+    python -m benchmarks.retrieval_eval [--sets dev,test,select,situational,cross,titles] [--out FILE]
 
 Prints recall@5 (an acceptable fiche in the top 5), recall@10 and MRR@10 per set and per audience, and the
 cost per query (query embedding + retrieval, one query at a time, in this process with the same model
@@ -9,7 +9,8 @@ exactly as for ``python -m server`` (``ALBERT_*``), so a lever is measured by se
 ``--via URL`` measures a running gateway's /v1/search instead (any deployment, e.g. a GPU host).
 
 Sets (tests/data/README.md): ``dev`` and ``test`` — situational questions written blind, one per fiche drawn
-at random, split once by fiche (tune on dev; test is frozen); ``situational`` — the older hand-written set
+at random, split once by fiche (tune on dev; test is frozen); ``select`` — 120 more, written and judged the
+same way later, to decide what dev and test disagree on; ``situational`` — the older hand-written set
 (79); ``cross`` — questions asked for one audience whose answer is published for another only (21, written
 blind); ``titles`` — question-type fiches searched by their own title with those titles hidden from every
 searchable text (needs an index of its own, built once into the cache).
@@ -43,6 +44,7 @@ DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 SET_FILES = {
     "dev": "everyday_dev.json",
     "test": "everyday_test.json",
+    "select": "everyday_select.json",
     "situational": "situational_questions.json",
     "cross": "cross_audience.json",
 }
@@ -103,7 +105,11 @@ class QueryEncoder:
     def __init__(self, settings: Settings) -> None:
         from inference.embedding import Encoder
 
-        self._encoder = Encoder(settings.embedding_dir, intra_op_threads=settings.embed_threads)
+        self._encoder = Encoder(
+            settings.embedding_dir,
+            intra_op_threads=settings.embed_threads,
+            query_model_dir=settings.query_embedding_dir,
+        )
 
     def __call__(self, text: str) -> NDArray[np.float32]:
         vector: NDArray[np.float32] = self._encoder.encode([text], "query")[0]
@@ -186,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--sets", default="dev,test,situational,cross,titles", help=f"comma-separated, of {ALL_SETS}")
+    parser.add_argument(
+        "--sets", default="dev,test,select,situational,cross,titles", help=f"comma-separated, of {ALL_SETS}"
+    )
     parser.add_argument("--via", help="a running gateway's URL: measure its /v1/search instead (not the titles set)")
     parser.add_argument("--out", type=Path, help="per-question ranks (default: benchmarks/results/retrieval_eval.json)")
     parser.add_argument("--label", default="", help="a name for this configuration, written into the report")
@@ -279,13 +287,13 @@ def markdown_table(reports: list[dict[str, Any]]) -> str:
         return f"{scores['recall@5']:.3f} / {scores['mrr@10']:.3f}" if mrr else f"{scores['recall@5']:.3f}"
 
     lines = [
-        "| lever | dev | test | test particuliers | test, first judgments | situational | cross-audience | titles"
-        " | ms/query | date |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | ---: | --- |",
+        "| lever | dev | test | test particuliers | test, first judgments | select | situational | cross-audience"
+        " | titles | ms/query | date |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | ---: | --- |",
     ]
     for r in reports:
         cells = [cell(r, "dev"), cell(r, "test"), cell(r, "test", "particuliers", mrr=False)]
-        cells.append(cell(r, "test", of="scores_first"))
+        cells += [cell(r, "test", of="scores_first"), cell(r, "select")]
         cells += [cell(r, "situational"), cell(r, "cross"), cell(r, "titles", mrr=False)]
         lines.append(
             f"| {r['label']} | {' | '.join(cells)} | {r['cost_per_query']['total_ms_p50']:.0f} | {r['date']} |"

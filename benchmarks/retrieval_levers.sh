@@ -2,7 +2,7 @@
 # The rows of the "Retrieval levers" table (benchmarks/README.md): each lever is a setting, each row one run of
 # python -m benchmarks.retrieval_eval with it. Builds the indexes the levers need into <cache>/eval/ first
 # (e5 over fiche heads and topics, EmbeddingGemma at 256 tokens, with topics and with chunks, the fine-tuned
-# embedder's).
+# embedder's, the query tower).
 #   benchmarks/retrieval_levers.sh            # every row (about an hour on 2 cores, most of it index builds)
 #   benchmarks/retrieval_levers.sh ROW...     # some rows, by label
 set -euo pipefail
@@ -40,10 +40,11 @@ declare -A rows=(
   [gemma-topics]="${g_topics[*]}"
   [finetuned]="${g_ft[*]}"
   [gemma-chunks]="${g_chunks[*]}"
+  [base-queries]="ALBERT_QUERY_TOWER=0"
 )
 order=(previous e5-audience-prefer e5-topics gemma-swap gemma-dense-weight-5 gemma-query-as-typed gemma-score-fusion
   gemma-audience-prefer shipped shipped-strict shipped-no-penalty lexical-boost-0.05 lexical-boost-0.2
-  dense-feedback-0.3 gemma-topics finetuned gemma-chunks)
+  dense-feedback-0.3 gemma-topics finetuned gemma-chunks base-queries)
 [ $# -gt 0 ] && order=("$@")
 
 index() {  # build the embedder and the index a row needs (no-ops when up to date)
@@ -51,11 +52,13 @@ index() {  # build the embedder and the index a row needs (no-ops when up to dat
 from server.settings import Settings; build_embedder(Settings.from_env(), Console(stderr=True))'
   env "$@" "$py" -m corpus ingest --source "$corpus" --out "$(env "$@" "$py" -c \
     'from server.settings import Settings; print(Settings.from_env().resolved_index_dir)')"
+  env "$@" "$py" -c 'from rich.console import Console; from build_engines.cli import query_tower
+from server.settings import Settings; s = Settings.from_env(); s.query_embedding_dir and query_tower(s, Console(stderr=True))'
 }
 for label in "${order[@]}"; do
   read -r -a vars <<< "${rows[$label]}"
   [ ${#vars[@]} -gt 0 ] && index "${vars[@]}"
-  sets=dev,test,situational,cross
+  sets=dev,test,select,situational,cross
   [ "$label" = previous ] || [ "$label" = shipped ] && sets=$sets,titles
   echo "== $label: ${rows[$label]:-(the shipped settings)}"
   env "${vars[@]}" "$py" -m benchmarks.retrieval_eval --sets "$sets" --label "$label" --out "$out/lever-$label.json"

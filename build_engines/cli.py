@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -30,7 +31,7 @@ from rich.progress import TaskID
 from build_engines.buildenv import progress_steps
 from build_engines.deployment import Deployment, load_deployment
 from build_engines.fetch import CORPUS, E5_WEIGHTS, FetchError, fetch
-from build_engines.finetune.tune import FinetuneOptions, finetune_embedder, is_finetuned
+from build_engines.finetune.tune import QUERY_TOWER, FinetuneOptions, finetune_embedder, is_finetuned, train_query_tower
 from build_engines.gemma.build import GemmaBuild, built_model_meta
 from build_engines.generator import GeneratorBuild, build_generator
 from build_engines.profiles import plan
@@ -158,9 +159,41 @@ def setup(settings: Settings, console: Console) -> None:
             lambda message: console.print(f"  {message}"),
             progress_steps(progress),
         )
+    run_ingest(settings, [corpus], settings.resolved_index_dir, console=console)
+    if settings.query_embedding_dir is not None:
+        query_tower(settings, console)
     repository = render(settings)
     console.print(f"[green]model repository rendered[/] -> {repository}")
-    run_ingest(settings, [corpus], settings.resolved_index_dir, console=console)
+
+
+def query_tower(
+    settings: Settings, console: Console, options: FinetuneOptions = QUERY_TOWER, out: Path | None = None
+) -> Path:
+    """The query tower, trained against the index set-up built (after it: the index's vectors are its targets),
+    into ``out`` (default: the directory ``ALBERT_QUERY_TOWER=1`` serves)."""
+    from corpus.index import load_index
+
+    out = out or settings.query_embedding_dir or Settings.from_env(query_tower="true").query_embedding_dir
+    assert out is not None
+    index = load_index(settings.resolved_index_dir)
+    with progress_bars(console) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(stage: str, done: int, total: int) -> None:
+            label = "Query tower: frozen layers" if stage == "queries" else "Query tower: training steps"
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(label, total=total)
+            progress.update(tasks[stage], completed=done)
+
+        return train_query_tower(
+            _gemma(settings),
+            index,
+            out,
+            replace(options, threads=settings.embed_threads, pairs_file=settings.finetune_pairs),
+            lambda message: console.print(f"  {message}"),
+            advance,
+            progress_steps(progress),
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     tuning = parser.add_argument_group("finetune-embedder")
     tuning.add_argument(
         "--pairs", type=Path, help='a JSONL file of {"query": ..., "fiche_id": ...} (default: ALBERT_FINETUNE_PAIRS)'
+    )
+    tuning.add_argument(
+        "--query-tower",
+        action="store_true",
+        help="train the query tower against the index (ALBERT_QUERY_TOWER) instead of both sides",
     )
     tuning.add_argument("--no-corpus-pairs", action="store_true", help="train on --pairs only")
     tuning.add_argument("--max-pairs", type=int, help="at most this many corpus pairs (seeded draw)")
@@ -218,6 +256,17 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("--layers must be 1-24 (EmbeddingGemma-300m has 24 transformer layers)")
             if args.epochs < 1 or args.batch < 2 or args.lr <= 0:
                 parser.error("--epochs must be >= 1, --batch >= 2 and --lr > 0")
+            if args.query_tower:
+                tower_options = replace(
+                    QUERY_TOWER,
+                    corpus_pairs=not args.no_corpus_pairs,
+                    max_pairs=args.max_pairs,
+                    seed=args.seed,
+                    layers=args.layers,
+                )
+                tower = query_tower(settings, console, tower_options, args.out)
+                console.print(f"query tower -> {tower}")
+                return 0
             tuned = Settings.from_env(embedder_finetuned="true")
             chosen = {"corpus_pairs": not args.no_corpus_pairs, "max_pairs": args.max_pairs, "seed": args.seed}
             chosen |= {"layers": args.layers, "epochs": args.epochs, "batch": args.batch, "lr": args.lr}

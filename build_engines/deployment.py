@@ -97,6 +97,8 @@ class GeneratorSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True,
 
 class EmbedderSection(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     model_dir: Path
+    query_model_dir: Path | None = None
+    """A query tower (``ALBERT_QUERY_TOWER``): embeds the queries, ``model_dir`` the passages (CPU profile)."""
     name: str = "embedder"
     kind: Literal["cpu", "gpu"] = "cpu"
     max_batch_size: int = 64
@@ -138,7 +140,11 @@ class Deployment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froze
                 max_queue=settings.generator_max_queue,
                 max_output_len=settings.answer_max_tokens,
             ),
-            embedder=EmbedderSection(model_dir=settings.embedding_dir, threads=settings.embed_threads),
+            embedder=EmbedderSection(
+                model_dir=settings.embedding_dir,
+                query_model_dir=settings.query_embedding_dir,
+                threads=settings.embed_threads,
+            ),
         )
 
     @property
@@ -169,6 +175,8 @@ class Deployment(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, froze
                 raise DeploymentError(f"{key} must be at least 1, got {value}")
         if e.queue_delay_us < 0:
             raise DeploymentError(f"embedder.queue_delay_us must not be negative, got {e.queue_delay_us}")
+        if e.query_model_dir is not None and e.kind != "cpu":
+            raise DeploymentError('embedder.query_model_dir is served by the CPU embedder only (kind = "cpu")')
         if not 0.0 < g.kv_cache_fraction <= 1.0:
             raise DeploymentError(f"generator.kv_cache_fraction must be in (0, 1], got {g.kv_cache_fraction}")
         if g.streaming and not g.decoupled:

@@ -69,7 +69,10 @@ def _embedder(deployment: Deployment) -> tuple[list[ModelSpec], EmbedderInterfac
     )
     common = {"max_batch_size": e.max_batch_size, "queue_delay_us": e.queue_delay_us, "instances": e.instances}
     if e.kind == "cpu":
+        if e.query_model_dir is not None and not (e.query_model_dir / "model.onnx").is_file():
+            raise FileNotFoundError(f"query tower {e.query_model_dir / 'model.onnx'} is not built")
         values = {"model_name": e.name, "model_dir": e.model_dir, "model_file": "model.onnx", "dim": dim}
+        values["query_model_dir"] = e.query_model_dir or ""
         return [ModelSpec("cpu/embedder", e.name, {**values, **common, "intra_op_threads": e.threads})], interface
     tokenize, encoder = f"{e.name}_tokenize", f"{e.name}_onnx"
     max_length = int(json.loads((e.model_dir / "embedder.json").read_text())["max_length"])

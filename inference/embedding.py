@@ -107,6 +107,7 @@ class Encoder:
         batch_size: int = DEFAULT_BATCH_SIZE,
         batch_tokens: int = DEFAULT_BATCH_TOKENS,
         providers: Sequence[str] | None = None,
+        query_model_dir: Path | None = None,
     ) -> None:
         model_dir = Path(model_dir)
         model_path = model_dir / model_file
@@ -125,9 +126,18 @@ class Encoder:
         options.inter_op_num_threads = 1
         if intra_op_threads is not None:
             options.intra_op_num_threads = intra_op_threads
-        self._session = ort.InferenceSession(
-            str(model_path), options, providers=list(providers or ["CPUExecutionProvider"])
-        )
+        chosen = list(providers or ["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(str(model_path), options, providers=chosen)
+        # A query tower (build_engines.finetune.tune.train_query_tower) embeds the queries: same tokenizer and
+        # prompts, top layers trained against the passages this model embedded.
+        self._query_session = self._session
+        if query_model_dir is not None:
+            query_path = Path(query_model_dir) / "model.onnx"
+            if not query_path.is_file():
+                raise FileNotFoundError(f"query tower not found: {query_path}")
+            if (Path(query_model_dir) / TOKENIZER_FILE).read_bytes() != (model_dir / TOKENIZER_FILE).read_bytes():
+                raise ValueError(f"{query_model_dir} does not share {model_dir}'s tokenizer")
+            self._query_session = ort.InferenceSession(str(query_path), options, providers=chosen)
         output = self._session.get_outputs()[0]
         self._output_name = output.name
         dim = output.shape[-1] if isinstance(output.shape[-1], int) else _int_field(metadata, "dim")
@@ -140,10 +150,11 @@ class Encoder:
         """float32 [len(texts), dim] unit vectors, row i for texts[i]; texts longer than max_length are
         truncated (use :meth:`count_tokens` to detect that)."""
         ids = self.tokenizer.ids(texts, kind)
+        session = self._query_session if kind == "query" else self._session
         out = np.empty((len(ids), self.dim), dtype=np.float32)
         for batch in self._micro_batches([len(row) for row in ids]):
             input_ids, mask = self.tokenizer.pad([ids[i] for i in batch])
-            (vectors,) = self._session.run([self._output_name], {"input_ids": input_ids, "attention_mask": mask})
+            (vectors,) = session.run([self._output_name], {"input_ids": input_ids, "attention_mask": mask})
             out[batch] = vectors
         return out
 

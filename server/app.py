@@ -392,6 +392,20 @@ def _check_index(settings: Settings, manifest: Manifest, interface: ModelInterfa
             manifest.embedding_model,
             expected,
         )
+    tower = settings.query_embedding_dir
+    if tower is not None:
+        try:
+            trained_for = json.loads((tower / "embedder.json").read_text())["query_tower"]["index_model"]
+        except (OSError, ValueError, KeyError, TypeError):
+            trained_for = None
+        if trained_for != manifest.embedding_model:
+            log.warning(
+                "the query tower %s was trained for the index of %s, not this one (%s): rankings will be wrong until "
+                "set-up trains it again",
+                tower,
+                trained_for,
+                manifest.embedding_model,
+            )
 
 
 def create_app(

@@ -7,9 +7,13 @@ on a CPU; on a GPU host both are fast). Both sides go through the same weights, 
 embeds queries and passages as the base one does and is served the same way.
 
 Loss: InfoNCE at temperature 0.05 over the batch's fiches — every pair's positive and its hard negative (a
-sibling fiche) — with every positive of a query counted as a positive. Seeded: same pairs, options and
-seed give the same weights. Progress goes to standard output as JSON lines, the report to OUT/report.json
-and the trained tensors to OUT/weights.safetensors.
+sibling fiche) — with every positive of a query counted as a positive.
+Seeded: same pairs, options and seed give the same weights. Progress goes to standard output as JSON lines,
+the report to OUT/report.json and the trained tensors to OUT/weights.safetensors.
+
+``side: "query"`` (the query tower): only queries go through the trained layers; the fiches are the fixed
+vectors of the index the base model built (``BUNDLE/targets.npy``, rows in ``fiches.jsonl`` order), so the
+loss runs over every fiche of the corpus at once, no fiche is re-embedded, and the index stays as it is.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 from transformers import AutoTokenizer
@@ -113,8 +118,12 @@ def main(argv: list[str]) -> int:
 
     frozen = _Frozen(model, bottom, batch=32)
     query_states = frozen.run(ids([p["query"] for p in pairs], options["query_prefix"], 64), "queries")
-    passage_tokens = int(options["passage_tokens"])
-    fiche_states = frozen.run(ids([f["text"] for f in fiches], options["passage_prefix"], passage_tokens), "fiches")
+    query_side = options.get("side") == "query"
+    if query_side:
+        targets = torch.from_numpy(np.load(bundle / "targets.npy"))
+    else:
+        passage_tokens = int(options["passage_tokens"])
+        fiche_states = frozen.run(ids([f["text"] for f in fiches], options["passage_prefix"], passage_tokens), "fiches")
     optimiser = torch.optim.AdamW(trainable, lr=float(options["lr"]), weight_decay=0.01)
     batch = int(options["batch"])
     total = (len(pairs) + batch - 1) // batch * int(options["epochs"])
@@ -126,10 +135,13 @@ def main(argv: list[str]) -> int:
         random.shuffle(order)
         for start in range(0, len(order), batch):
             chosen = [pairs[i] for i in order[start : start + batch]]
-            docs = list(dict.fromkeys(f for p in chosen for f in (p["positives"][0], p["negative"])))
-            column = {f: i for i, f in enumerate(docs)}
             queries = _top(model, bottom, [query_states[order[start + i]] for i in range(len(chosen))])
-            passages = _top(model, bottom, [fiche_states[position[f]] for f in docs])
+            if query_side:
+                column, passages = position, targets
+            else:
+                docs = list(dict.fromkeys(f for p in chosen for f in (p["positives"][0], p["negative"])))
+                column = {f: i for i, f in enumerate(docs)}
+                passages = _top(model, bottom, [fiche_states[position[f]] for f in docs])
             logits = queries @ passages.T / 0.05
             positive = torch.zeros_like(logits, dtype=torch.bool)
             for row, pair in enumerate(chosen):
@@ -142,7 +154,7 @@ def main(argv: list[str]) -> int:
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             step += 1
             _say(stage="train", done=step, total=total, loss=round(float(loss), 4))
     out.mkdir(parents=True, exist_ok=True)

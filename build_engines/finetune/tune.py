@@ -14,9 +14,12 @@ import json
 import shutil
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+import numpy as np
 
 from build_engines.buildenv import Steps, ensure_build_venv, no_steps
 from build_engines.finetune.pairs import Pair, mine_pairs, read_pairs, write_bundle
@@ -28,9 +31,17 @@ from build_engines.gemma.build import (
     export_model_dir,
     fetch_checkpoint,
 )
+from corpus.index import SearchIndex
 from corpus.records import Fiche
 
-__all__ = ["FinetuneOptions", "finetune_embedder", "finetuned_is_built", "is_finetuned"]
+__all__ = [
+    "QUERY_TOWER",
+    "FinetuneOptions",
+    "finetune_embedder",
+    "finetuned_is_built",
+    "is_finetuned",
+    "train_query_tower",
+]
 
 Log = Callable[[str], None]
 Progress = Callable[[str, int, int], None]
@@ -49,6 +60,14 @@ class FinetuneOptions:
     seed: int = 0
     threads: int = 2
     passage_tokens: int = 128
+    # "both": queries and fiches through the trained layers (the index is rebuilt with the result);
+    # "query": the query tower, trained against the fixed vectors of an index (``train_query_tower``).
+    side: str = "both"
+
+
+# The query tower's options: untuned first choices (batch 64 against the whole corpus, 2.5 x the learning rate
+# of the two-sided tuning, which sees far fewer negatives per step).
+QUERY_TOWER = FinetuneOptions(side="query", batch=64, lr=5e-5)
 
 
 def _fingerprint(pairs: list[Pair], options: FinetuneOptions) -> str:
@@ -102,35 +121,101 @@ def finetune_embedder(
     if finetuned_is_built(out, fingerprint):
         log(f"fine-tuned embedder up to date ({out})")
         return out
+
+    def bundle(directory: Path) -> dict[str, int]:
+        counts = write_bundle(pairs, fiches, directory)
+        log(f"training pairs: {len(pairs)} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
+        return counts
+
+    _train_and_export(build, out, options, fingerprint, bundle, {}, log, progress, steps)
+    return out
+
+
+def train_query_tower(
+    build: GemmaBuild,
+    index: SearchIndex,
+    out: Path,
+    options: FinetuneOptions = QUERY_TOWER,
+    log: Log = print,
+    progress: Progress | None = None,
+    steps: Steps = no_steps,
+) -> Path:
+    """Fine-tune the query side of EmbeddingGemma against ``index``'s fiche-head vectors and publish it as the
+    model directory ``out`` (its ``embedder.json`` names the index model it was trained for; skipped when the
+    same pairs, options and index vectors already built it). Fiches stay embedded by the base model."""
+    if not index.head_rows.all():
+        raise ValueError("the query tower is trained against an index of fiche heads only (ALBERT_DENSE_SCOPE=heads)")
+    options = replace(options, side="query")
+    pairs = collect_pairs(index.fiches, options)
+    digest = hashlib.sha256(_fingerprint(pairs, options).encode())
+    digest.update(f"{index.manifest.embedding_model}|{index.manifest.fingerprint}".encode())
+    fingerprint = digest.hexdigest()
+    if finetuned_is_built(out, fingerprint):
+        log(f"query tower up to date ({out})")
+        return out
+
+    def bundle(directory: Path) -> dict[str, int]:
+        directory.mkdir(parents=True)
+        fiche_ids = [index.fiche_ids[i] for i in index.dense_fiche]
+        with (directory / "fiches.jsonl").open("w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps({"id": f}) + "\n" for f in fiche_ids)
+        np.save(directory / "targets.npy", np.ascontiguousarray(index.vectors, dtype=np.float32))
+        known = set(fiche_ids)
+        kept = [p for p in pairs if p.positives[0] in known]
+        with (directory / "pairs.jsonl").open("w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(asdict(p), ensure_ascii=False) + "\n" for p in kept)
+        counts = dict(Counter(p.kind for p in kept))
+        log(f"query tower: {len(kept)} training pairs ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
+        return counts
+
+    extra = {"query_tower": {"index_model": index.manifest.embedding_model}}
+    _train_and_export(build, out, options, fingerprint, bundle, extra, log, progress, steps)
+    return out
+
+
+def _train_and_export(
+    build: GemmaBuild,
+    out: Path,
+    options: FinetuneOptions,
+    fingerprint: str,
+    bundle: Callable[[Path], dict[str, int]],
+    extra: dict[str, object],
+    log: Log,
+    progress: Progress | None,
+    steps: Steps,
+) -> None:
+    """Write the training bundle (``bundle`` returns the pairs per kind), train in the build environment,
+    export with the trained weights into ``out`` (its ``embedder.json`` records the run and ``extra``)."""
     started = time.perf_counter()
     checkpoint = fetch_checkpoint(build, log)
     python = ensure_build_venv(build.venv, log, steps)
     work = out.with_name(f".{out.name}.training")
     shutil.rmtree(work, ignore_errors=True)
     try:
-        counts = write_bundle(pairs, fiches, work / "bundle")
-        log(f"training pairs: {len(pairs)} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
-        train_options = {
-            **{k: v for k, v in asdict(options).items() if k not in ("corpus_pairs", "pairs_file", "max_pairs")},
-            "query_prefix": PREFIXES["query"],
-            "passage_prefix": PREFIXES["passage"],
-        }
-        command = [str(python), "-m", "build_engines.finetune.train", str(checkpoint), str(work / "bundle")]
-        command += [str(work / "trained"), json.dumps(train_options)]
-        report = _run_training(command, log, progress)
+        counts = bundle(work / "bundle")
+        report = _run_training(_train_command(python, checkpoint, work, options), log, progress)
         export_model_dir(
             build,
             checkpoint,
             out,
             log,
             weights=work / "trained" / "weights.safetensors",
-            extra={"finetune": {**report, "fingerprint": fingerprint, "pair_kinds": counts}},
+            extra={"finetune": {**report, "fingerprint": fingerprint, "pair_kinds": counts}, **extra},
             steps=steps,
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    log(f"fine-tuned embedder built in {time.perf_counter() - started:.0f} s -> {out}")
-    return out
+    log(f"{out.name} built in {time.perf_counter() - started:.0f} s -> {out}")
+
+
+def _train_command(python: Path, checkpoint: Path, work: Path, options: FinetuneOptions) -> list[str]:
+    train_options = {
+        **{k: v for k, v in asdict(options).items() if k not in ("corpus_pairs", "pairs_file", "max_pairs")},
+        "query_prefix": PREFIXES["query"],
+        "passage_prefix": PREFIXES["passage"],
+    }
+    command = [str(python), "-m", "build_engines.finetune.train", str(checkpoint), str(work / "bundle")]
+    return command + [str(work / "trained"), json.dumps(train_options)]
 
 
 def _run_training(command: list[str], log: Log, progress: Progress | None) -> dict[str, object]:

@@ -71,10 +71,52 @@ def test_training_is_reproducible(settings: Settings, tmp_path: Path) -> None:
     assert weights[0] == weights[1]
 
 
+@pytest.fixture(scope="module")
+def query_tower(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("query-tower") / "model"
+    command = [sys.executable, "-m", "build_engines", "finetune-embedder", "--query-tower", "--max-pairs", "24"]
+    result = subprocess.run(
+        [*command, "--seed", "1", "--out", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=900, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+def test_the_query_tower_is_trained_for_the_index(settings: Settings, query_tower: Path) -> None:
+    meta = json.loads((query_tower / "embedder.json").read_text())
+    index = load_index(settings.resolved_index_dir)
+    assert meta["query_tower"]["index_model"] == index.manifest.embedding_model
+    assert meta["finetune"]["side"] == "query" and meta["finetune"]["pairs"] == 24 and meta["finetune"]["steps"] == 1
+    assert meta["int8"]["check_vs_fp32"]["min_cosine"] >= 0.99
+
+
+def test_triton_serves_queries_with_the_tower_and_passages_with_the_base_model(
+    settings: Settings, query_tower: Path, tmp_path: Path
+) -> None:
+    default = Deployment.default(settings)
+    deployment = msgspec.structs.replace(
+        default, embedder=msgspec.structs.replace(default.embedder, query_model_dir=query_tower)
+    )
+    repository = render(settings, deployment, tmp_path / "repository")
+    served = {}
+    with TritonProcess(repository, tmp_path / "triton", TritonPorts.free(), log=tmp_path / "triton.log") as triton:
+        client = grpcclient.InferenceServerClient(triton.grpc_url)
+        for kind in ("query", "passage"):
+            inputs = [grpcclient.InferInput("text", [2, 1], "BYTES"), grpcclient.InferInput("kind", [2, 1], "BYTES")]
+            inputs[0].set_data_from_numpy(np.array([[t.encode()] for t in TEXTS], dtype=np.object_))
+            inputs[1].set_data_from_numpy(np.full((2, 1), kind.encode(), dtype=np.object_))
+            served[kind] = client.infer("embedder", inputs, client_timeout=60).as_numpy("embedding")
+    base = Encoder(settings.embedding_dir)
+    tower = Encoder(query_tower).encode(TEXTS, "query")
+    assert np.all(np.sum(served["query"] * tower, axis=1) > 0.999)
+    assert np.all(np.sum(served["passage"] * base.encode(TEXTS, "passage"), axis=1) > 0.999)
+    assert np.all(np.sum(tower * base.encode(TEXTS, "query"), axis=1) < 0.99999), "the tower changed nothing"
+
+
 def test_triton_serves_the_finetuned_model(settings: Settings, finetuned: Path, tmp_path: Path) -> None:
     default = Deployment.default(settings)
     deployment = msgspec.structs.replace(
-        default, embedder=msgspec.structs.replace(default.embedder, model_dir=finetuned)
+        default, embedder=msgspec.structs.replace(default.embedder, model_dir=finetuned, query_model_dir=None)
     )
     repository = render(settings, deployment, tmp_path / "repository")
     with TritonProcess(repository, tmp_path / "triton", TritonPorts.free(), log=tmp_path / "triton.log") as triton:

@@ -4,7 +4,7 @@
 2. The older hand-written situational questions, through the gateway.
 3. Question-type fiches searched by their own title, with those titles hidden from every searchable text.
 4. The coverage rule of /v1/answers (on-topic answered, off-topic refused).
-Thresholds sit a little under the figures measured on 2026-11-29 (README, "Retrieval quality"), so that a
+Thresholds sit a little under the figures measured on 2026-12-03 (README, "Retrieval quality"), so that a
 regression fails. Figures are printed (run pytest with -s to see them).
 """
 
@@ -80,11 +80,12 @@ def test_everyday_questions_test_split(gateway: Gateway) -> None:
     assert len(questions) == 120
     overall, by_audience = _through_gateway(gateway, questions)
     _print("everyday questions, test split", overall, by_audience)
-    # Measured 0.800 / 0.618, particuliers 0.782 (2026-12-03, the judgments extended over the current rankers'
-    # pools: tests/data/README.md); on the first judgments alone 0.767 / 0.597 / 0.731.
-    assert overall.recall5 >= 0.77
-    assert overall.mrr10 >= 0.59
-    assert by_audience["particuliers"].recall5 >= 0.75
+    # Measured 0.858 / 0.673, particuliers 0.846 with the query tower (2026-12-03, the judgments extended over
+    # the current rankers' pools: tests/data/README.md); on the first judgments alone 0.825 / 0.652. Without
+    # it (ALBERT_QUERY_TOWER=0) 0.800 / 0.618 / 0.782.
+    assert overall.recall5 >= 0.83
+    assert overall.mrr10 >= 0.64
+    assert by_audience["particuliers"].recall5 >= 0.81
 
 
 def test_situational_questions(gateway: Gateway) -> None:
@@ -92,8 +93,9 @@ def test_situational_questions(gateway: Gateway) -> None:
     assert {q.audience for q in questions} == {"particuliers", "professionnels", "associations"}
     overall, by_audience = _through_gateway(gateway, questions)
     _print("situational questions", overall, by_audience)
+    # Measured 0.924 / 0.723 with the query tower (0.937 / 0.764 without it), 2026-12-03.
     assert overall.recall5 >= 0.90
-    assert overall.mrr10 >= 0.72
+    assert overall.mrr10 >= 0.70
 
 
 def test_hidden_title_questions(settings: Settings, triton: TritonProcess) -> None:

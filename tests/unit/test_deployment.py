@@ -55,6 +55,30 @@ def test_a_cpu_deployment_renders_its_values(tmp_path: Path, model_dirs: tuple[P
     assert embedder.max_batch_size == 16
 
 
+def test_a_query_tower_is_rendered_for_the_cpu_embedder_only(
+    tmp_path: Path, model_dirs: tuple[Path, Path, Path]
+) -> None:
+    genai, _, e5 = model_dirs
+    tower = tmp_path / "tower"
+    text = _cpu(genai, e5) + f'query_model_dir = "{tower}"\n'
+    with pytest.raises(FileNotFoundError, match="query tower"):
+        render(Settings(cache_dir=tmp_path / "cache"), load_deployment(_write(tmp_path, text)), tmp_path / "repo")
+    tower.mkdir()
+    (tower / "model.onnx").write_bytes(b"onnx")
+    out = render(Settings(cache_dir=tmp_path / "cache"), load_deployment(_write(tmp_path, text)), tmp_path / "repo")
+    embedder = parse_model_config((out / "embedder" / "config.pbtxt").read_text())
+    assert embedder.parameters["query_model_dir"].string_value == str(tower)
+    plain = render(
+        Settings(cache_dir=tmp_path / "c2"), load_deployment(_write(tmp_path, _cpu(genai, e5))), tmp_path / "r2"
+    )
+    assert (
+        parse_model_config((plain / "embedder" / "config.pbtxt").read_text()).parameters["query_model_dir"].string_value
+        == ""
+    )
+    with pytest.raises(DeploymentError, match="CPU embedder only"):
+        load_deployment(_write(tmp_path, text + 'kind = "gpu"\n'))
+
+
 def test_the_default_deployment_is_the_embedded_cpu_profile(settings: Settings) -> None:
     default = Deployment.default(settings)
     assert default.profile == "cpu" and default.generator.checkpoint == GeneratorBuild(settings.cache_dir).model_dir

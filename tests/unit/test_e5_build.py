@@ -428,6 +428,25 @@ def test_encoder_returns_input_order_across_micro_batches(built_dir: Path) -> No
     assert not np.allclose(encoder.encode(["carte"], "query"), encoder.encode(["carte"], "passage"))
 
 
+def test_query_tower_embeds_the_queries_and_the_base_model_the_passages(built_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config()
+    write_hf_checkpoint(tmp_path / "hf", config, random_tensors(config, seed=12), tiny_vocab())
+    tower = tmp_path / "tower"
+    args = ["--from-hf", str(tmp_path / "hf"), "--out", str(tower), "--max-length", "64", "--skip-ranking-check"]
+    assert cli_main(args) == 0
+    texts = ["carte d'identité volée", "a b"]
+    both = Encoder(built_dir, query_model_dir=tower)
+    base, alone = Encoder(built_dir), Encoder(tower)
+    assert not np.allclose(base.encode(texts, "query"), alone.encode(texts, "query"), atol=1e-3)
+    np.testing.assert_allclose(both.encode(texts, "query"), alone.encode(texts, "query"), atol=1e-6)
+    np.testing.assert_allclose(both.encode(texts, "passage"), base.encode(texts, "passage"), atol=1e-6)
+    (tower / "tokenizer.json").write_text("{}")
+    with pytest.raises(ValueError, match="tokenizer"):
+        Encoder(built_dir, query_model_dir=tower)
+    with pytest.raises(FileNotFoundError, match="query tower"):
+        Encoder(built_dir, query_model_dir=tmp_path / "missing")
+
+
 def test_encoder_truncates_but_counts_full_length(built_dir: Path) -> None:
     encoder = Encoder(built_dir)
     long_text = "a b " * 100

@@ -98,6 +98,12 @@ def test_embedder_defaults_apply_unless_a_setting_overrides_them() -> None:
     assert Settings(embedder_finetuned=True).embedding_dir.name == "embeddinggemma-ft-int8"
     with pytest.raises(SettingsError, match="EMBEDDER_FINETUNED"):
         Settings.from_env({"ALBERT_EMBEDDER": "e5-small", "ALBERT_EMBEDDER_FINETUNED": "1"})
+    tower = Settings(query_tower=True).query_embedding_dir
+    assert tower is not None and tower.name == "embeddinggemma-query-int8"
+    assert Settings(query_tower=False).query_embedding_dir is None
+    assert Settings().query_embedding_dir == tower  # on by default
+    for other in ({"ALBERT_EMBEDDER": "e5-small"}, {"ALBERT_EMBEDDER_FINETUNED": "1"}, {"ALBERT_DENSE_SCOPE": "all"}):
+        assert Settings.from_env({"ALBERT_QUERY_TOWER": "1", **other}).query_embedding_dir is None
 
 
 def test_dense_feedback_moves_the_query(corpus: Path, tmp_path: Path) -> None:
@@ -159,10 +165,15 @@ def test_the_lever_table_reads_the_reports() -> None:
     dev = {"scores": scores, "by_audience": {"particuliers": scores}}
     report = {"label": "x", "date": "2026-11-29", "cost_per_query": {"total_ms_p50": 47.6}, "sets": {"dev": dev}}
     row = markdown_table([report]).splitlines()[-1]
-    assert row == "| x | 0.500 / 0.250 | – | – | – | – | – | – | 48 | 2026-11-29 |"
+    assert row == "| x | 0.500 / 0.250 | – | – | – | – | – | – | – | 48 | 2026-11-29 |"
     report["sets"]["test"] = {**dev, "scores_first": {**scores, "recall@5": 0.25}}
     row = markdown_table([report]).splitlines()[-1]
-    assert row == "| x | 0.500 / 0.250 | 0.500 / 0.250 | 0.500 | 0.250 / 0.250 | – | – | – | 48 | 2026-11-29 |"
+    report["sets"]["select"] = {**dev, "scores": {**scores, "mrr@10": 0.125}}
+    row = markdown_table([report]).splitlines()[-1]
+    expected = (
+        "| x | 0.500 / 0.250 | 0.500 / 0.250 | 0.500 | 0.250 / 0.250 | 0.500 / 0.125 | – | – | – | 48 | 2026-11-29 |"
+    )
+    assert row == expected
 
 
 def test_evaluation_sets_are_split_by_fiche_and_balanced() -> None:
@@ -188,3 +199,15 @@ def test_evaluation_sets_are_split_by_fiche_and_balanced() -> None:
         # The judgments extended over later rankers' pools keep the first ones, in order, at their head.
         assert all(r["expected"][: len(r["expected_first"])] == r["expected_first"] for r in rows[name])
         assert all(len(set(r["expected"])) == len(r["expected"]) for r in rows[name])
+
+
+def test_the_select_set_is_fresh_and_balanced() -> None:
+    from benchmarks.eval_sets import used_fiches
+
+    rows = json.loads((Path(__file__).parents[1] / "data" / "everyday_select.json").read_text())
+    assert len(load_set("select")) == len(rows) == 120
+    audiences = [r["audience"] for r in rows]
+    assert [audiences.count(a) for a in ("particuliers", "professionnels", "associations")] == [78, 30, 12]
+    assert all(r["expected"][0] == r["source"] for r in rows)
+    # Its questions were written from fiches that no other committed set names.
+    assert not {r["source"] for r in rows} & used_fiches()

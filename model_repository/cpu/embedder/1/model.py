@@ -14,7 +14,10 @@ class TritonPythonModel:
         params = model_parameters(args)
         threads = int(params.get("intra_op_threads") or 0) or None
         self.encoder = Encoder(
-            Path(params["model_dir"]), model_file=params.get("model_file") or "model.onnx", intra_op_threads=threads
+            Path(params["model_dir"]),
+            model_file=params.get("model_file") or "model.onnx",
+            intra_op_threads=threads,
+            query_model_dir=Path(params["query_model_dir"]) if params.get("query_model_dir") else None,
         )
 
     def execute(self, requests):
