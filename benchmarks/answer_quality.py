@@ -6,7 +6,7 @@
 
 For each configuration it starts tritonserver (the rendered repository) and a gateway with that
 configuration's settings (``--via``: measures a running gateway instead), asks every question of the set
-(``tests/data/answers_{dev,test}.json``: blind questions with their key points, benchmarks/answer_sets.py) and
+(``tests/data/answers_{dev,tune,test}.json``: blind questions with their key points, benchmarks/answer_sets.py) and
 the off-topic questions, one at a time, streaming, and scores what the final event says:
 
 - **faithfulness**: share of the shown sentences supported by a passage they cite (the project's own check,
@@ -44,7 +44,7 @@ from numpy.typing import NDArray
 from benchmarks.answer_sets import DATA, load_answer_set
 from build_engines.cli import render
 from build_engines.deployment import Deployment
-from server.answers.extractive import FICHE_HEADING, QUOTED_HEADING
+from server.answers.extractive import HEADING_LINE, QUOTED_HEADING
 from server.answers.grounding import Claim, GroundingRules, is_echo, measure_support, normalized
 from server.answers.sentences import citation_numbers, split_sentences, strip_citations
 from server.gateway_process import local_stack
@@ -138,7 +138,7 @@ class Scorer:
 
     async def score(self, row: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         lines = body["answer"].removeprefix(QUOTED_HEADING).strip().splitlines()
-        answer = "\n".join(line for line in lines if not FICHE_HEADING.match(line))
+        answer = "\n".join(line for line in lines if not HEADING_LINE.match(line))
         shown = [s for s in split_sentences(answer) if strip_citations(s.text)] if body["answer_kind"] != "none" else []
         passages = {s["n"]: [Claim.of(p.text) for p in split_sentences(s["excerpt"])] for s in body["sources"]}
         question = Claim.of(row["question"])
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--set", choices=["dev", "test"], default="test")
+    parser.add_argument("--set", choices=["dev", "tune", "test"], default="test")
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"comma-separated, of {', '.join(CONFIGS)}")
     parser.add_argument("--limit", type=int, default=0, help="the first N questions only")
     parser.add_argument("--logs", type=Path, help="keep each configuration's tritonserver and gateway logs here")

@@ -11,7 +11,11 @@ Same protocol as the retrieval sets (``benchmarks.eval_sets``), with key points:
    fiche's title and that every question has 2-5 key points, then splits once, by fiche, half of each
    audience in each set.
 
-Run as ``python -m benchmarks.answer_sets {sample,assemble} --work DIR``.
+``sample-tune`` / ``assemble-tune`` make a third set the same way, ``tests/data/answers_tune.json`` (80 fiches,
+their own seed, none named by any committed set), not split: a second set to tune on, so that a choice made
+on the 40 dev questions alone is not mistaken for a gain.
+
+Run as ``python -m benchmarks.answer_sets {sample,assemble,sample-tune,assemble-tune} --work DIR``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import json
 from pathlib import Path
 
 from benchmarks.eval_sets import sample as draw
-from benchmarks.eval_sets import test_half, title_keywords, writer_view
+from benchmarks.eval_sets import test_half, title_keywords, used_fiches, writer_view
 from build_engines.fetch import CORPUS, fetch
 from corpus.analysis import FrenchAnalyzer
 from corpus.ingest import load_fiches
@@ -32,12 +36,13 @@ __all__ = ["DATA", "load_answer_set"]
 
 SAMPLE_SEED = 20261201
 SPLIT_SEED = 12
+TUNE_SEED = 20261205
 PER_AUDIENCE = {"particuliers": 52, "professionnels": 18, "associations": 10}
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
 
 
 def load_answer_set(name: str) -> list[dict[str, object]]:
-    """``dev`` or ``test``: questions with ``expected`` fiches and ``key_points``."""
+    """``dev``, ``test`` or ``tune``: questions with ``expected`` fiches and ``key_points``."""
     rows: list[dict[str, object]] = json.loads((DATA / f"answers_{name}.json").read_text())
     return rows
 
@@ -49,7 +54,8 @@ def _retrieval_sources() -> frozenset[str]:
     return frozenset(ids)
 
 
-def assemble(fiches: dict[str, Fiche], work: Path) -> dict[str, list[dict[str, object]]]:
+def assemble(fiches: dict[str, Fiche], work: Path, *, split: bool = True) -> dict[str, list[dict[str, object]]]:
+    """The checked questions, split into ``dev`` and ``test`` (``split``) or as one ``tune`` set."""
     drawn = json.loads((work / "sample.json").read_text())
     written: dict[str, dict[str, object]] = {}
     for path in sorted((work / "questions").glob("*.json")):
@@ -68,13 +74,14 @@ def assemble(fiches: dict[str, Fiche], work: Path) -> dict[str, list[dict[str, o
             problems.append(f"{fiche_id}: {len(points) if isinstance(points, list) else 0} key points")
     if problems:
         raise SystemExit("\n".join(problems))
-    test_ids = test_half(drawn, SPLIT_SEED)
-    sets: dict[str, list[dict[str, object]]] = {"dev": [], "test": []}
+    test_ids = test_half(drawn, SPLIT_SEED) if split else frozenset()
+    sets: dict[str, list[dict[str, object]]] = {"dev": [], "test": []} if split else {"tune": []}
     for n, row in enumerate(drawn, start=1):
         q = written[row["fiche_id"]]
-        sets["test" if row["fiche_id"] in test_ids else "dev"].append(
+        name = "tune" if not split else "test" if row["fiche_id"] in test_ids else "dev"
+        sets[name].append(
             {
-                "id": f"A{n:03d}",
+                "id": f"A{n:03d}" if split else f"T{n:03d}",
                 "audience": row["audience"],
                 "question": q["question"],
                 "expected": [row["fiche_id"]],
@@ -89,14 +96,17 @@ def assemble(fiches: dict[str, Fiche], work: Path) -> dict[str, list[dict[str, o
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.answer_sets", description=__doc__)
-    parser.add_argument("command", choices=["sample", "assemble"])
+    parser.add_argument("command", choices=["sample", "assemble", "sample-tune", "assemble-tune"])
     parser.add_argument("--work", type=Path, required=True)
     args = parser.parse_args(argv)
     settings = Settings.from_env()
     parsed, _ = load_fiches([fetch(CORPUS, settings.cache_dir / "downloads")])
     fiches = {f.id: f for f in parsed}
-    if args.command == "sample":
-        chosen = draw(fiches, SAMPLE_SEED, PER_AUDIENCE, _retrieval_sources())
+    if args.command in ("sample", "sample-tune"):
+        if args.command == "sample":
+            chosen = draw(fiches, SAMPLE_SEED, PER_AUDIENCE, _retrieval_sources())
+        else:
+            chosen = draw(fiches, TUNE_SEED, PER_AUDIENCE, used_fiches(leave_out="answers_tune.json"))
         (args.work / "fiches").mkdir(parents=True, exist_ok=True)
         for fiche in chosen:
             (args.work / "fiches" / f"{fiche.id}.txt").write_text(writer_view(fiche))
@@ -104,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         (args.work / "sample.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1))
         print(f"{len(chosen)} fiches -> {args.work}/fiches")
         return 0
-    for name, rows in assemble(fiches, args.work).items():
+    for name, rows in assemble(fiches, args.work, split=args.command == "assemble").items():
         (DATA / f"answers_{name}.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
         points = sum(len(r["key_points"]) for r in rows)  # type: ignore[arg-type]
         print(f"{name}: {len(rows)} questions, {points} key points")

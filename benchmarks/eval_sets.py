@@ -141,11 +141,11 @@ def sample(
     return chosen
 
 
-def used_fiches() -> frozenset[str]:
-    """Every fiche a committed evaluation set other than ``select`` names (as its source or an acceptable
-    answer): what the select set's draw leaves out."""
+def used_fiches(leave_out: str = "everyday_select.json") -> frozenset[str]:
+    """Every fiche a committed evaluation set other than ``leave_out`` names (as its source or an acceptable
+    answer): what the draw of that set leaves out (by default the select set's)."""
     used: set[str] = set()
-    for path in sorted(p for p in DATA.glob("*.json") if p.name != "everyday_select.json"):
+    for path in sorted(p for p in DATA.glob("*.json") if p.name != leave_out):
         rows = json.loads(path.read_text())
         for row in rows if isinstance(rows, list) else []:
             for key in ("source", "fiche_id", "expected"):

@@ -31,10 +31,21 @@ from server.answers.grounding import Vectors, normalized
 from server.answers.sentences import Sentence, split_sentences
 from server.retrieval.search import FicheHit
 
-__all__ = ["FICHE_HEADING", "QUOTED_HEADING", "Quote", "Selection", "render_quotes", "select_quotes"]
+__all__ = [
+    "HEADING_LINE",
+    "QUOTED_HEADING",
+    "PassageKey",
+    "Quote",
+    "Selection",
+    "passage_key",
+    "render_quotes",
+    "select_quotes",
+]
 
 QUOTED_HEADING = "Extraits des fiches service-public.fr, cités mot pour mot :"
-FICHE_HEADING = re.compile(r"^« .+ » :$")  # the line naming the fiche the next quotes come from
+# A line naming the fiche the next quotes come from (« title » :) or the case they apply to (— path :).
+HEADING_LINE = re.compile(r"^(?:« .+ »|— .+) :$")
+_GENERAL = "En général"  # the case line of a fiche's passages outside any heading, after one within
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +133,9 @@ async def select_quotes(
     vectors: Vectors,
     *,
     fiches: int = 3,
-    sections: int = 6,
-    per_section: int = 8,
-    per_fiche: int = 5,
+    sections: int = 9,
+    per_section: int = 10,
+    per_fiche: int = 8,
     fiche_margin: float = 0.1,
     list_items: int = 8,
 ) -> Selection:
@@ -171,14 +182,26 @@ async def select_quotes(
     return Selection(quotes, list(dict.fromkeys(q.chunk for q in quotes)))
 
 
-def render_quotes(selection: Selection, number: dict[str, int], titles: dict[str, str], keep: set[str] | None) -> str:
-    """The quoted answer: under ``QUOTED_HEADING``, fiche by fiche (« title » :), one quote per line with its
-    citation, list items indented. ``number``: source number of each passage text; ``keep``: the quotes
-    that passed the grounding check (None: all, to check them)."""
+# A passage as sources and quotes both name it: fiche, heading path, text (fiches share passage texts).
+PassageKey = tuple[str, tuple[str, ...], str]
+
+
+def passage_key(chunk: Chunk) -> PassageKey:
+    return (chunk.fiche_id, chunk.section, chunk.text)
+
+
+def render_quotes(
+    selection: Selection, number: dict[PassageKey, int], titles: dict[str, str], keep: set[str] | None
+) -> str:
+    """The quoted answer: under ``QUOTED_HEADING``, fiche by fiche (« title » :), case by case within a fiche
+    (— heading path : the situation its quotes apply to), one quote per line with its citation, list items
+    indented. ``number``: source number of each passage (``passage_key``); ``keep``: the quotes that passed
+    the grounding check (None: all, to check them: the cited lines alone)."""
     lines = [] if keep is None else [QUOTED_HEADING]
-    fiche = None
+    fiche: str | None = None
+    case: tuple[str, ...] = ()
     for quote in selection.quotes:
-        n = number.get(quote.chunk.text)
+        n = number.get(passage_key(quote.chunk))
         if n is None or (keep is not None and quote.text not in keep):
             continue
         text = quote.text.rstrip()
@@ -188,7 +211,10 @@ def render_quotes(selection: Selection, number: dict[str, int], titles: dict[str
             lines.append(cited)
             continue
         if quote.chunk.fiche_id != fiche:
-            fiche = quote.chunk.fiche_id
+            fiche, case = quote.chunk.fiche_id, ()
             lines.append(f"« {titles[fiche]} » :")
+        if quote.chunk.section != case:
+            lines.append(f"— {' > '.join(quote.chunk.section) or _GENERAL} :")
+            case = quote.chunk.section
         lines.append(f"{'  - ' if quote.list_item else '- '}{cited}")
     return "\n".join(lines) if len(lines) > 1 or keep is None else ""

@@ -24,7 +24,7 @@ from server.admission import Ticket
 from server.answers.bundle import order_fiches, practical_links, related_questions
 from server.answers.chat import ChatFormat
 from server.answers.citations import check_citations
-from server.answers.extractive import Selection, render_quotes, select_quotes
+from server.answers.extractive import PassageKey, Selection, render_quotes, select_quotes
 from server.answers.grounding import NOTHING_SUPPORTED, Grounded, ground
 from server.answers.guard import guard_answer
 from server.answers.prompt import NO_ANSWER, PromptSource, QuestionTooLong, build_prompt
@@ -411,7 +411,9 @@ class AnswerService:
         elif prepared.covered:
             kind = "quoted"
         if kind == "quoted":
-            number = {s.text: s.n for s in prepared.sources}
+            number: dict[PassageKey, int] = {}
+            for source in prepared.sources:  # the first source of a passage: the quoted one
+                number.setdefault((source.fiche_id, source.section, source.text), source.n)
             quotes = render_quotes(prepared.selection, number, {}, None)
             grounded = await ground(quotes, prepared.question, passages, self._vectors, self.rules)
             titles = {s.fiche_id: s.title for s in prepared.sources}

@@ -20,7 +20,7 @@ import pytest
 from albert_client import AsyncAnswerClient
 from albert_client.errors import Overloaded
 
-from server.answers.extractive import FICHE_HEADING, QUOTED_HEADING
+from server.answers.extractive import HEADING_LINE, QUOTED_HEADING
 from server.answers.grounding import ground
 from server.answers.sentences import citation_numbers, split_sentences, strip_citations
 from server.model_interface import load_interface
@@ -76,7 +76,7 @@ def _check_grounded(body: dict[str, Any], settings: Settings, triton: TritonProc
     """Every [n] points to a source whose passage supports that sentence, by the project's own check run
     again on the final text with the served embedder: it keeps every sentence and every citation."""
     lines = body["answer"].removeprefix(QUOTED_HEADING).strip().splitlines()
-    text = "\n".join(line for line in lines if not FICHE_HEADING.match(line))
+    text = "\n".join(line for line in lines if not HEADING_LINE.match(line))
     passages = [s["excerpt"] for s in body["sources"]]
     assert body["answer"] and body["covered"] is True
     if body["answer_kind"] == "none":
@@ -114,7 +114,7 @@ def test_quoted_answers_are_verbatim_cited_and_grounded(
     assert body["answer"].startswith(QUOTED_HEADING)
     excerpts = {s["n"]: " ".join(s["excerpt"].split()) for s in body["sources"]}
     for line in body["answer"].splitlines()[1:]:
-        if FICHE_HEADING.match(line):
+        if HEADING_LINE.match(line):
             continue
         sentence = line.strip().removeprefix("- ")
         numbers = citation_numbers(sentence)

@@ -8,7 +8,15 @@ import asyncio
 import numpy as np
 
 from corpus.records import Chunk, Fiche
-from server.answers.extractive import QUOTED_HEADING, Selection, render_quotes, select_quotes
+from server.answers.extractive import (
+    HEADING_LINE,
+    QUOTED_HEADING,
+    Quote,
+    Selection,
+    passage_key,
+    render_quotes,
+    select_quotes,
+)
 from server.retrieval.search import FicheHit
 from tests.fixtures import hashing_embed
 
@@ -99,11 +107,45 @@ def test_a_sentence_leaning_on_the_one_before_brings_it() -> None:
 
 def test_rendering_groups_quotes_by_fiche_with_their_citations() -> None:
     selection = _select([FicheHit(LOST, 1.0, [])], per_fiche=3)
-    number = {chunk.text: n for n, chunk in enumerate(CHUNKS["F1"], start=1)}
+    number = {passage_key(chunk): n for n, chunk in enumerate(CHUNKS["F1"], start=1)}
     plain = render_quotes(selection, number, {}, None)
     assert all(line.rstrip(".:; ").endswith("]") for line in plain.splitlines())
     kept = {q.text for q in selection.quotes}
     shown = render_quotes(selection, number, {"F1": LOST.title}, kept).splitlines()
     assert shown[0] == QUOTED_HEADING and shown[1] == "« Carte d'identité perdue » :"
+    assert shown[2] == "— Refaire la carte :"  # the case the quotes below it apply to
+    assert all(HEADING_LINE.match(line) for line in shown[1:3])
+    assert not any(HEADING_LINE.match(line) for line in shown[3:])
     assert "  - une photo d'identité [2]" in shown
     assert render_quotes(selection, number, {"F1": LOST.title}, set()) == ""  # nothing passed the check
+
+
+def test_each_case_of_a_fiche_gets_its_line_and_passages_outside_any_heading_say_so() -> None:
+    declaration, _, pieces = CHUNKS["F1"]
+    intro = _chunk("F1", 4, (), "La carte d'identité est gratuite.")
+    quotes = [
+        Quote(declaration, declaration.text, 0.9, False),
+        Quote(pieces, "Passeport", 0.8, True),
+        Quote(intro, intro.text, 0.7, False),
+    ]
+    selection = Selection(quotes, [declaration, pieces, intro])
+    number = {passage_key(declaration): 1, passage_key(pieces): 2, passage_key(intro): 3}
+    shown = render_quotes(selection, number, {"F1": LOST.title}, {q.text for q in quotes}).splitlines()
+    assert shown[1:] == [
+        "« Carte d'identité perdue » :",
+        "— Déclaration :",
+        "- Vous devez déclarer la perte de la carte d'identité en mairie [1].",
+        "— Refaire la carte > Pièces :",
+        "  - Passeport [2]",
+        "— En général :",
+        "- La carte d'identité est gratuite [3].",
+    ]
+
+
+def test_a_quote_cites_its_own_fiche_when_another_fiche_has_the_same_passage() -> None:
+    same = "Vous devez déclarer la perte de la carte d'identité en mairie."
+    mine, other = _chunk("F1", 1, (), same), _chunk("F9", 1, ("En France",), same)
+    selection = Selection([Quote(mine, same, 0.9, False)], [mine])
+    number = {passage_key(mine): 1, passage_key(other): 2}
+    shown = render_quotes(selection, number, {"F1": LOST.title}, {same})
+    assert shown.splitlines()[-1] == "- Vous devez déclarer la perte de la carte d'identité en mairie [1]."
