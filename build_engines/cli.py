@@ -25,6 +25,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import msgspec
 from rich.console import Console
 from rich.progress import TaskID
 
@@ -173,8 +174,15 @@ def query_tower(
     into ``out`` (default: the directory ``ALBERT_QUERY_TOWER=1`` serves)."""
     from corpus.index import load_index
 
-    out = out or settings.query_embedding_dir or Settings.from_env(query_tower="true").query_embedding_dir
-    assert out is not None
+    # Where ALBERT_QUERY_TOWER=1 serves it from, whether that setting is on now or not.
+    served = msgspec.structs.replace(settings, query_tower=True).query_embedding_dir
+    if served is None:
+        raise SettingsError(
+            "the query tower is trained for the base EmbeddingGemma over fiche heads: it needs "
+            "ALBERT_EMBEDDER=embeddinggemma, ALBERT_EMBEDDER_FINETUNED=0 and ALBERT_DENSE_SCOPE=heads (now "
+            f"{settings.embedder}, {int(settings.embedder_finetuned)}, {settings.dense_scope})"
+        )
+    out = out or served
     index = load_index(settings.resolved_index_dir)
     with progress_bars(console) as progress:
         tasks: dict[str, TaskID] = {}

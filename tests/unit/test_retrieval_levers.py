@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 
 from benchmarks.retrieval_eval import first_rank, load_set, markdown_table, score
+from build_engines.cli import query_tower
 from build_engines.finetune.pairs import mine_pairs, read_pairs, write_bundle
 from corpus.index import load_index, topic_texts, unit_text
 from corpus.ingest import ingest, load_fiches
@@ -104,6 +105,15 @@ def test_embedder_defaults_apply_unless_a_setting_overrides_them() -> None:
     assert Settings().query_embedding_dir == tower  # on by default
     for other in ({"ALBERT_EMBEDDER": "e5-small"}, {"ALBERT_EMBEDDER_FINETUNED": "1"}, {"ALBERT_DENSE_SCOPE": "all"}):
         assert Settings.from_env({"ALBERT_QUERY_TOWER": "1", **other}).query_embedding_dir is None
+
+
+@pytest.mark.parametrize(
+    "other", [{"ALBERT_EMBEDDER": "e5-small"}, {"ALBERT_EMBEDDER_FINETUNED": "1"}, {"ALBERT_DENSE_SCOPE": "all"}]
+)
+def test_the_query_tower_command_names_the_settings_it_needs(other: dict[str, str], tmp_path: Path) -> None:
+    settings = Settings.from_env({"ALBERT_CACHE_DIR": str(tmp_path), **other})
+    with pytest.raises(SettingsError, match="ALBERT_EMBEDDER=embeddinggemma, ALBERT_EMBEDDER_FINETUNED=0"):
+        query_tower(settings, Console(quiet=True))  # before it reads any index or model
 
 
 def test_dense_feedback_moves_the_query(corpus: Path, tmp_path: Path) -> None:
