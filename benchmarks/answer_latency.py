@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 from _common import corpus_questions
 
-from server.gateway_process import local_stack
+from harness.gateway import local_stack
 from server.settings import Settings
 
 

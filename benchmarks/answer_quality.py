@@ -44,13 +44,13 @@ from numpy.typing import NDArray
 from benchmarks.answer_sets import DATA, load_answer_set
 from build_engines.cli import render
 from build_engines.deployment import Deployment
+from contract.model_interface import load_interface
+from harness.gateway import local_stack
 from server.answers.extractive import HEADING_LINE, QUOTED_HEADING
 from server.answers.grounding import Claim, GroundingRules, is_echo, measure_support, normalized
 from server.answers.sentences import citation_numbers, split_sentences, strip_citations
-from server.gateway_process import local_stack
-from server.model_interface import load_interface
 from server.settings import Settings
-from server.triton_client import TritonEmbedder
+from server.triton.embedder import TritonEmbedder
 
 __all__ = ["CONFIGS", "Scorer"]
 

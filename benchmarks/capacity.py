@@ -24,14 +24,16 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from functools import partial
 from typing import Any
 
 import msgspec
 
-from server.app import create_app
-from server.generation import Generated
-from server.model_interface import load_interface
+from contract.model_interface import load_interface
+from server.http.app import create_app
+from server.runtime import serving
 from server.settings import Settings
+from server.triton.generator import Generated
 
 PUBLISHED_TOKENS_PER_S = 3538.0  # TensorRT-LLM, Llama-3.1-8B FP8, one H200, offline 2048/128
 PUBLISHED_TTFT_2048_S = 0.032
@@ -82,7 +84,7 @@ def measure(settings: Settings, questions: list[str], tokens: int) -> tuple[floa
         relevance_min_dense=0.0,
         generator_tokenizer_dir=settings.generator_tokenizer_dir or interface.generator.tokenizer_dir,
     )
-    app = create_app(measured, embedder=_Vectors(interface.embedder.dim), generator=_Writer(tokens))
+    app = create_app(partial(serving, measured, embedder=_Vectors(interface.embedder.dim), generator=_Writer(tokens)))
     results = []
     with TestClient(app) as client:
         for call in (

@@ -28,7 +28,7 @@ from _common import closed_loop, corpus_questions
 from build_engines.repository import ModelSpec, render_model
 from inference.embedding import EncoderTokenizer, bucket_width
 from server.settings import Settings
-from server.tritonserver import TritonPorts, TritonProcess
+from server.triton.process import TritonPorts, TritonProcess
 
 MODEL = "embedder_tokenize"
 

@@ -219,7 +219,7 @@ def pools(index: SearchIndex, asked: list[Asked], *, across: bool, seed: int) ->
     audiences — ``across`` — or with the audience as a preference) and its ``known`` fiches, shuffled so that
     a judge cannot tell them apart."""
     from benchmarks.retrieval_eval import QueryEncoder
-    from server.retrieval.search import HybridSearcher, SearchParams
+    from server.search.retrieval.search import HybridSearcher, SearchParams
 
     settings = Settings.from_env()
     encode = QueryEncoder(settings)

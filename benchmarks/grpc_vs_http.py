@@ -27,7 +27,7 @@ from _common import closed_loop, corpus_questions
 from albert_client._proto.albert.v1 import answers_pb2 as pb
 from albert_client._proto.albert.v1 import answers_pb2_grpc as pb_grpc
 
-from server.gateway_process import local_stack
+from harness.gateway import local_stack
 from server.settings import Settings
 
 

@@ -51,7 +51,7 @@ from albert_client import AsyncAnswerClient
 from albert_client.errors import AlbertError
 from albert_client.types import Answer, Delta
 
-from server.gateway_process import local_stack
+from harness.gateway import local_stack
 from server.settings import Settings
 
 KINDS = ("search", "answer", "answer-stream", "grpc-search", "grpc-answer-stream")

@@ -50,7 +50,7 @@ from albert_client import AnswerClient
 from albert_client._proto.albert.v1 import answers_pb2 as pb
 
 from benchmarks._common import corpus_questions, percentile
-from server.gateway_process import ServeProcess
+from harness.gateway import ServeProcess
 from server.settings import Settings
 
 PARTS = ("fuzz", "overload", "fault", "slow")

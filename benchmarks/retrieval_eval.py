@@ -35,7 +35,7 @@ from rich.console import Console
 
 from corpus.index import SearchIndex, load_index
 from corpus.questions import evaluation_fiches
-from server.retrieval.search import HybridSearcher, SearchParams
+from server.search.retrieval.search import HybridSearcher, SearchParams
 from server.settings import Settings
 
 __all__ = ["Question", "Scores", "evaluate", "load_set", "score"]

@@ -33,8 +33,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 from _common import closed_loop, corpus_questions
 
+from harness.gateway import GatewayProcess, local_stack
 from inference.embedding import Encoder
-from server.gateway_process import GatewayProcess, local_stack
 from server.settings import Settings
 
 MODEL = "embedder"

@@ -9,7 +9,7 @@
   and the ONNX encoder (e5 in fp16, EmbeddingGemma in fp32) on Triton's onnxruntime backend, under the same
   tensor names as the CPU model.
 
-The interface the gateway reads (server/model_interface.py) is written here, next to the values the
+The interface the gateway reads (contract/model_interface.py) is written here, next to the values the
 templates are rendered with, so a tensor is named once per profile and checked against the rendered
 configs (build_engines/repository.py). TensorRT-LLM's python models (their ``1/model.py``) come from the
 checkout named by ``trtllm.all_models``; our configs for them are compared with that checkout's own.
@@ -21,7 +21,7 @@ import json
 
 from build_engines.deployment import TRTLLM_MODEL_FILES, Deployment, embedding_dim
 from build_engines.repository import ModelSpec, RepositoryPlan
-from server.model_interface import (
+from contract.model_interface import (
     EmbedderInterface,
     GeneratorInputs,
     GeneratorInterface,

@@ -30,7 +30,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from build_engines.templates import TemplateError, parse_model_config, placeholders, render
-from server.model_interface import ModelInterface
+from contract.model_interface import ModelInterface
 
 __all__ = [
     "SOURCE_REPOSITORY",

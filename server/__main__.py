@@ -1,4 +1,4 @@
-"""``python -m server serve``: tritonserver (supervised: restarted when it dies, server/supervisor.py) and the
+"""``python -m server serve``: tritonserver (supervised: restarted when it dies, server/triton/supervisor.py) and the
 gateway, stopped together on Ctrl-C or SIGTERM after the requests in progress finish (``drain_s``).
 ``python -m server gateway``: the gateway alone, against a Triton already running (production layout).
 """
@@ -17,17 +17,19 @@ import logging
 import math
 import signal
 import sys
+from functools import partial
 from types import FrameType
 
 import uvicorn
 
-from server.access_log import AccessLog
-from server.app import create_app
-from server.http_protocol import with_head_timeout
-from server.model_interface import InterfaceError, load_interface
+from contract.model_interface import InterfaceError, load_interface
+from server.http.access_log import AccessLog
+from server.http.app import create_app
+from server.http.protocol import with_head_timeout
+from server.runtime import serving
 from server.settings import Settings, SettingsError
-from server.supervisor import PortTaken, Supervisor, check_ports_free
-from server.tritonserver import TritonPorts, TritonProcess
+from server.triton.process import TritonPorts, TritonProcess
+from server.triton.supervisor import PortTaken, Supervisor, check_ports_free
 
 
 def _grpc_port(url: str) -> int:
@@ -38,13 +40,13 @@ def _grpc_port(url: str) -> int:
 
 
 def _gateway_server(settings: Settings) -> uvicorn.Server:
-    app = create_app(settings)
+    app = create_app(partial(serving, settings))  # the services, and the gRPC API over them
     config = uvicorn.Config(
         AccessLog(app) if settings.access_log else app,
         host=settings.http_host,
         port=settings.http_port,
         log_level="info",
-        access_log=False,  # uvicorn's would write the query strings: server/access_log.py writes the line
+        access_log=False,  # uvicorn's would write the query strings: server/http/access_log.py writes the line
         timeout_graceful_shutdown=math.ceil(settings.drain_s),
         http=with_head_timeout(settings.http_head_timeout_s),
     )

@@ -6,7 +6,7 @@ gRPC RESOURCE_EXHAUSTED) carrying a retry time: nothing has been started for it 
 retry time is the expected wait, from the queue ahead and the gate's measured service time (an exponential
 moving average of how long admitted requests held their slot).
 
-The gateway has two gates (``server.app``): answers, sized from the generator's concurrent sequences in the
+The gateway has two gates (``server.http.app``): answers, sized from the generator's concurrent sequences in the
 rendered deployment, and search, larger, so that advisors can still search while drafting is saturated.
 Admitted work is never cut by new arrivals: a refusal only ever concerns the arriving request.
 """

@@ -1,8 +1,8 @@
 """Prometheus metrics of the gateway, served at ``GET /metrics`` (text exposition format).
 
-One registry per application (tests build many). Names follow Prometheus conventions: ``albert_`` prefix,
-base units (seconds), ``_total`` for counters; labels have a small, fixed set of values (route templates,
-not paths; status codes; stage names).
+One registry per process's services (server/runtime.py; tests build many). Names follow Prometheus
+conventions: ``albert_`` prefix, base units (seconds), ``_total`` for counters; labels have a small, fixed
+set of values (route templates, not paths; status codes; stage names).
 
 | metric | type | labels |
 | --- | --- | --- |
@@ -26,6 +26,7 @@ not paths; status codes; stage names).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from litestar.enums import ScopeType
@@ -128,9 +129,10 @@ class GatewayMetrics:
         return generate_latest(self.registry)
 
 
-def metrics_middleware(metrics: GatewayMetrics) -> Any:
+def metrics_middleware(find: Callable[[Scope], GatewayMetrics | None]) -> Any:
     """ASGI middleware factory: counts and times every HTTP request by its route template (not its path,
-    so that /v1/fiches/F1 and /v1/fiches/F2 are one series); unknown routes are labelled "unmatched"."""
+    so that /v1/fiches/F1 and /v1/fiches/F2 are one series) in the metrics ``find`` gives for the request
+    (the process's, once its services are open); unknown routes are labelled "unmatched"."""
 
     def middleware(app: ASGIApp) -> ASGIApp:
         async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
@@ -149,10 +151,12 @@ def metrics_middleware(metrics: GatewayMetrics) -> Any:
             try:
                 await app(scope, receive, recording_send)
             finally:
-                route = str(scope.get("path_template") or "unmatched")
-                method = str(scope.get("method", ""))
-                metrics.http_requests.labels(route, method, str(status)).inc()
-                metrics.http_duration.labels(route, method).observe(time.perf_counter() - started)
+                metrics = find(scope)
+                if metrics is not None:
+                    route = str(scope.get("path_template") or "unmatched")
+                    method = str(scope.get("method", ""))
+                    metrics.http_requests.labels(route, method, str(status)).inc()
+                    metrics.http_duration.labels(route, method).observe(time.perf_counter() - started)
 
         return wrapped
 

@@ -120,7 +120,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
     http_head_timeout_s: float = 10.0
     """A connection that has not sent a complete request head (request line and headers) this long after
-    connecting, or after its previous response, is closed (slow or silent clients; server/http_protocol.py)."""
+    connecting, or after its previous response, is closed (slow or silent clients; server/http/protocol.py)."""
 
     drain_s: float = 30.0
     """On SIGTERM or Ctrl-C, how long requests in progress (streamed answers included) may take to finish
@@ -133,7 +133,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
     access_log: bool = True
     """One log line per HTTP request: request id, method, path, status, duration, body sizes — never the query
-    string or a body (``server/access_log.py``). /metrics counts requests either way."""
+    string or a body (``server/http/access_log.py``). /metrics counts requests either way."""
 
     log_questions: bool = False
     """Log every question (search and answers, HTTP and gRPC) with its audience. Off by default: questions
@@ -177,7 +177,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """``prefer`` with rank fusion: factor on the fused score of a fiche outside the requested audience."""
 
     fusion: Literal["scores", "rrf"] | None = None
-    """How the dense and BM25 scores are fused (server/retrieval/search.py); default: the chosen embedder's
+    """How the dense and BM25 scores are fused (server/search/retrieval/search.py); default: the chosen embedder's
     (EmbeddingGemma: scores, e5: rrf)."""
 
     lexical_boost: float = 0.1

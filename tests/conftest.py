@@ -7,7 +7,7 @@ import pytest
 
 from build_engines.fetch import CORPUS
 from server.settings import Settings
-from server.tritonserver import TritonProcess
+from server.triton.process import TritonProcess
 from tests.servers import Gateway, start_triton
 
 

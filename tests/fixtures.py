@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
-from server.generation import Generated, GenerationParams
+from server.triton.generator import Generated, GenerationParams
 
 FICHE_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <Publication xmlns:dc="http://purl.org/dc/elements/1.1/" ID="F1759" type="Fiche d'information conditionnée"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.gateway_process import GatewayProcess
+from harness.gateway import GatewayProcess
 from server.settings import Settings
-from server.tritonserver import TritonPorts, TritonProcess
+from server.triton.process import TritonPorts, TritonProcess
 
 __all__ = ["Gateway", "start_triton"]
 

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from corpus.records import Chunk
 from server.answers.grounding import Vectors, normalized
 from server.answers.sentences import Sentence, split_sentences
-from server.retrieval.search import FicheHit
+from server.search.retrieval.search import FicheHit
 
 __all__ = [
     "HEADING_LINE",
@@ -88,7 +88,8 @@ def _sentences(chunks: Sequence[Chunk], limit: int) -> list[_Candidate]:
         in_chunk = split_sentences(chunk.text)
         for position, sentence in enumerate(in_chunk):
             text = sentence.text
-            if len(text) >= 12 or sentence.bullet:
+            # A fiche's own question ("Quel camping-car ?") heads what follows: alone it states nothing.
+            if (len(text) >= 12 or sentence.bullet) and not text.rstrip().endswith("?"):
                 context = f"{heading} : {text}" if heading else text
                 out.append(_Candidate(chunk, position, in_chunk, text, context))
     return out[:limit]
@@ -156,8 +157,9 @@ async def select_quotes(
     seen: set[str] = set()
     for chunks in best_parts:
         for candidate in _sentences(chunks, per_section):
-            if candidate.text not in seen:  # fiches share sentences; quote each once
-                seen.add(candidate.text)
+            key = " ".join(candidate.text.lower().split())
+            if key not in seen:  # fiches and cases share sentences; quote each once
+                seen.add(key)
                 candidates.append(candidate)
     if not candidates:
         return Selection([], [])

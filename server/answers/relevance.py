@@ -11,7 +11,7 @@ fiches do not cover still gets an answer that says so, from the generator's inst
 
 from __future__ import annotations
 
-from server.retrieval.search import Retrieval
+from server.search.retrieval.search import Retrieval
 
 __all__ = ["is_covered"]
 

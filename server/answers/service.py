@@ -13,7 +13,6 @@ import uuid
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
-from typing import Protocol
 
 import msgspec
 import numpy as np
@@ -25,6 +24,7 @@ from server.answers.bundle import order_fiches, practical_links, related_questio
 from server.answers.chat import ChatFormat
 from server.answers.citations import check_citations
 from server.answers.extractive import PassageKey, Selection, render_quotes, select_quotes
+from server.answers.generator import Generated, GenerationParams, Generator
 from server.answers.grounding import NOTHING_SUPPORTED, Grounded, ground
 from server.answers.guard import guard_answer
 from server.answers.prompt import NO_ANSWER, PromptSource, QuestionTooLong, build_prompt
@@ -32,8 +32,6 @@ from server.answers.relevance import is_covered
 from server.answers.repetition import RepetitionGuard
 from server.cache import LruCache
 from server.errors import BackendTimeout, Misconfigured, ValidationFailed
-from server.generation import Generated, GenerationParams
-from server.retrieval.search import FicheHit
 from server.schemas import (
     AnswerFiche,
     AnswerLink,
@@ -48,23 +46,14 @@ from server.schemas import (
     SearchRequest,
     Usage,
 )
-from server.service import SearchService, ms
+from server.search.retrieval.search import FicheHit
+from server.search.service import SearchService, ms
 from server.settings import Settings
 
 __all__ = ["AnswerPreview", "AnswerService", "Delta", "Generator", "Prepared"]
 
 _encoder = msgspec.json.Encoder()
 _EMBED_BATCH = 32  # texts per embedding request (the served model's batch limit is 64)
-
-
-class Generator(Protocol):
-    async def ensure_ready(self) -> None: ...
-
-    async def served_name(self) -> str: ...
-
-    def stream(
-        self, prompt: str, params: GenerationParams, *, timeout_s: float | None = None
-    ) -> AsyncGenerator[str | Generated, None]: ...
 
 
 class AnswerPreview(msgspec.Struct, kw_only=True):
@@ -158,7 +147,7 @@ class AnswerService:
         concurrency: int = 1,
     ) -> None:
         """``concurrency``: the answers the deployment works on at once when ``answers_max_active`` is not
-        set (server/app.py)."""
+        set (server/runtime.py)."""
         self.settings = settings
         self.search = search
         self.generator = generator

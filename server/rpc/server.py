@@ -31,8 +31,9 @@ from grpc_reflection.v1alpha import reflection
 from server.answers.service import AnswerPreview, AnswerService, Delta
 from server.errors import ApiError, InvalidRequest
 from server.rpc import convert
+from server.runtime import Services
 from server.schemas import AnswerResponse
-from server.service import SearchService
+from server.search.service import SearchService
 from server.settings import Settings
 
 __all__ = ["SERVICE_NAME", "RunningServer", "start_grpc_server"]
@@ -208,12 +209,10 @@ def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
 class RunningServer:
     """The started server, its health status kept in step with the search path's readiness."""
 
-    def __init__(
-        self, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, ready: Readiness | None
-    ) -> None:
+    def __init__(self, server: grpc.aio.Server, health_servicer: health.aio.HealthServicer, ready: Readiness) -> None:
         self.server = server
         self.health = health_servicer
-        self._watch = asyncio.ensure_future(self._follow(ready)) if ready is not None else None
+        self._watch = asyncio.ensure_future(self._follow(ready))
 
     async def _follow(self, ready: Readiness, interval_s: float = 5.0) -> None:
         serving = True
@@ -228,19 +227,17 @@ class RunningServer:
                 log.warning("gRPC health: %s", "SERVING" if now else "NOT_SERVING (Triton or the embedding model)")
 
     async def stop(self, grace_s: float = 2.0) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
+        self._watch.cancel()
         await self.health.enter_graceful_shutdown()  # NOT_SERVING while in-flight calls finish
         await self.server.stop(grace=grace_s)
 
 
-async def start_grpc_server(
-    settings: Settings, search: SearchService, answers: AnswerService, ready: Readiness | None = None
-) -> RunningServer:
-    """``ready``: the search path's readiness (Triton and the embedding model), polled every 5 s for the
-    health service; None keeps it SERVING."""
+async def start_grpc_server(services: Services) -> RunningServer:
+    """The API on ``grpc_host:grpc_port`` over ``services``; its health follows the search path's readiness
+    (Triton and the embedding model), polled every 5 s."""
+    settings = services.settings
     server = grpc.aio.server(options=_options(settings))
-    server.add_generic_rpc_handlers((AnswerServicer(search, answers).handler(),))
+    server.add_generic_rpc_handlers((AnswerServicer(services.search, services.answers).handler(),))
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -256,4 +253,4 @@ async def start_grpc_server(
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info("gRPC API on %s (%s)", address, "TLS" if credentials is not None else "plaintext")
-    return RunningServer(server, health_servicer, ready)
+    return RunningServer(server, health_servicer, services.search_ready)

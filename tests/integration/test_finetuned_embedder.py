@@ -22,7 +22,7 @@ from build_engines.gemma.build import PREFIXES, GemmaBuild, build_env
 from corpus.index import load_index
 from inference.embedding import Encoder
 from server.settings import Settings
-from server.tritonserver import TritonPorts, TritonProcess
+from server.triton.process import TritonPorts, TritonProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXTS = ["ma carte d'identité a été volée", "mon patron veut me licencier"]

@@ -22,10 +22,10 @@ from tritonclient.grpc import model_config_pb2
 from build_engines.profiles import plan
 from build_engines.repository import render_repository
 from build_engines.templates import parse_model_config
+from contract.model_interface import GeneratorInterface, load_interface
 from server.errors import BackendUnavailable
-from server.generation import Generated, GenerationParams, TritonGenerator
-from server.model_interface import GeneratorInterface, load_interface
-from server.tritonserver import TritonPorts, TritonProcess
+from server.triton.generator import Generated, GenerationParams, TritonGenerator
+from server.triton.process import TritonPorts, TritonProcess
 from tests.unit.test_profiles import CASES, load_case, make_dirs
 
 DOUBLE = Path(__file__).resolve().parent.parent / "data" / "profile_double" / "1" / "model.py"

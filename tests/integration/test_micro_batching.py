@@ -11,7 +11,7 @@ import httpx
 import tritonclient.grpc as grpcclient
 
 from server.settings import Settings
-from server.tritonserver import TritonProcess
+from server.triton.process import TritonProcess
 from tests.servers import Gateway
 
 QUERIES = [

@@ -14,7 +14,7 @@ import pytest
 from albert_client import AnswerClient
 
 from server.settings import Settings
-from server.tritonserver import TritonProcess
+from server.triton.process import TritonProcess
 from tests.servers import Gateway
 
 PLANTED = [

@@ -16,9 +16,9 @@ import tritonclient.grpc as grpcclient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
-from server.gateway_process import ServeProcess
+from harness.gateway import ServeProcess
 from server.settings import Settings
-from server.tritonserver import TritonPorts, TritonProcess
+from server.triton.process import TritonPorts, TritonProcess
 from tests.servers import Gateway, start_triton
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from server.gateway_process import ServeProcess, pids_with
-from server.tritonserver import free_port
+from harness.gateway import ServeProcess, pids_with
+from server.triton.process import free_port
 
 QUESTIONS = [
     "Ma carte d'identité a été volée, que faire ?",

@@ -14,7 +14,7 @@ import tritonclient.grpc as grpcclient
 
 from build_engines.versions import DeployError, deploy, publish_version, versions
 from server.settings import Settings
-from server.tritonserver import TritonPorts, TritonProcess
+from server.triton.process import TritonPorts, TritonProcess
 
 MODEL = "embedder"
 

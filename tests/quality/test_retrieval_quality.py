@@ -31,9 +31,9 @@ from benchmarks.retrieval_eval import (
 )
 from corpus.index import load_index
 from server.answers.relevance import is_covered
-from server.retrieval.search import HybridSearcher, SearchParams
+from server.search.retrieval.search import HybridSearcher, SearchParams
 from server.settings import Settings
-from server.tritonserver import TritonProcess
+from server.triton.process import TritonProcess
 from tests.servers import Gateway
 
 DATA = Path(__file__).resolve().parent.parent / "data"

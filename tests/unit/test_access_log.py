@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from server.access_log import AccessLog
+from server.http.access_log import AccessLog
 
 
 async def _app(scope: Any, receive: Any, send: Any) -> None:

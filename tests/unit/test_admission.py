@@ -9,6 +9,7 @@ import gc
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,11 @@ from albert_client import AsyncAnswerClient
 from albert_client.errors import Overloaded as ClientOverloaded
 
 from server.admission import Gate
-from server.app import create_app
 from server.errors import Overloaded
+from server.http.app import create_app
+from server.runtime import serving
 from server.settings import Settings, SettingsError
-from server.tritonserver import free_port
+from server.triton.process import free_port
 from tests.fixtures import HashEmbedder, ScriptedGenerator, write_mini_stack
 
 QUESTION = "Ma carte d'identité a été volée en France, que faire ?"
@@ -164,7 +166,9 @@ def _app(root: Path, **overrides: Any) -> tuple[Any, ScriptedGenerator]:
         "grpc_port": 0,
     }
     settings = Settings(**(values | overrides))
-    return create_app(settings, embedder=HashEmbedder(), generator=generator, index_dir=root / "index"), generator
+    return create_app(
+        partial(serving, settings, embedder=HashEmbedder(), generator=generator, index_dir=root / "index")
+    ), generator
 
 
 @asynccontextmanager

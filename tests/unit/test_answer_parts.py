@@ -43,7 +43,11 @@ def test_prompt_numbers_sources_and_states_the_situation() -> None:
     assert prompt.messages[1] == {"role": "user", "content": "Ma carte a été volée"}
     assert [s.n for s in prompt.sources] == [1, 2]
     assert not prompt.truncated
-    assert prompt.prompt_tokens == _words(prompt.messages)
+    # The count of the prompt as sent: the system prompt's words, the two excerpts' 10 words each, the 5 of
+    # the question (one token per word with this counter).
+    frame = len(build_prompt("", [], count_tokens=_words, budget=1000).messages[0]["content"].split())
+    assert prompt.prompt_tokens == len(system.split()) + 5
+    assert len(system.split()) > frame + 20
 
 
 def test_prompt_drops_lowest_ranked_then_shortens() -> None:

@@ -5,6 +5,7 @@ by tests/integration/test_answers_stack.py."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,11 @@ from corpus.ingest import ingest
 from server.answers.chat import ChatFormat
 from server.answers.grounding import NOTHING_SUPPORTED
 from server.answers.prompt import NO_ANSWER
-from server.app import create_app
 from server.errors import BackendTimeout, BackendUnavailable, Overloaded
-from server.generation import GenerationParams
+from server.http.app import create_app
+from server.runtime import serving
 from server.settings import Settings
+from server.triton.generator import GenerationParams
 from tests.fixtures import HashEmbedder, ScriptedGenerator, hashing_embed, write_mini_corpus, write_word_tokenizer
 
 QUESTION = "Ma carte d'identité a été volée en France, que faire ?"
@@ -46,7 +48,9 @@ def _client(setup: tuple[Path, Path], **overrides: Any) -> tuple[TestClient[Any]
     }
     values.update(overrides)
     generator = ScriptedGenerator()
-    app = create_app(Settings(**values), embedder=HashEmbedder(), generator=generator, index_dir=index_dir)
+    app = create_app(
+        partial(serving, Settings(**values), embedder=HashEmbedder(), generator=generator, index_dir=index_dir)
+    )
     return TestClient(app), generator
 
 
@@ -96,20 +100,22 @@ def test_answer_bundle_checks_citations_and_guards_contacts(api: tuple[TestClien
     body = response.json()
     assert body["covered"] is True and body["model"] == "scripted" and body["finish_reason"] == "stop"
     assert body["answer_kind"] == "drafted"
-    # Source 1 is the fiche's "Votre carte a été volée ?"; source 2 says to report the theft at the police
-    # station and holds the pre-complaint téléservice. [7] is not a source; the contacts are not the fiche's.
-    assert body["sources"][1]["excerpt"].startswith("Vous devez déclarer le vol au commissariat")
+    # Source 1 says to report the theft at the police station and holds the pre-complaint téléservice (the
+    # fiche's own question "Votre carte a été volée ?" is not a passage of its own). [2] and [7] do not
+    # support the second sentence; the contacts are not the fiche's.
+    assert body["sources"][0]["excerpt"].startswith("Vous devez déclarer le vol au commissariat")
     assert body["answer"] == (
-        "Déclarez le vol au commissariat [2]. "
-        "Faites une pré-plainte en ligne sur https://www.service-public.fr/pre-plainte [2]."
+        "Déclarez le vol au commissariat [1]. "
+        "Faites une pré-plainte en ligne sur https://www.service-public.fr/pre-plainte [1]."
     )
     assert [(s["status"], s["citations"]) for s in body["grounding"]["sentences"]] == [
-        ("supported", [2]),
-        ("supported", [2]),
+        ("supported", [1]),
+        ("supported", [1]),
         ("unsupported", []),
         ("echo", []),
     ]
-    # [1] moved to the passage that supports the sentence, [7] and the unsupported sentence's [2] removed.
+    # [2] and [7] of the second sentence replaced by the passage that supports it, the unsupported sentence's
+    # [2] removed.
     assert body["guard"] == {
         "citations_removed": 3,
         "citations_added": 1,
@@ -168,10 +174,7 @@ def test_prompt_respects_the_budget_and_carries_the_situation(setup: tuple[Path,
         f"{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
     )
     # The quoted answer's passages come first; the situation a passage applies to is shown with it.
-    assert (
-        "Extrait [1] : Carte d'identité volée" in prompt
-        and "Extrait [2] : Carte d'identité volée (Vol en France" in prompt
-    )
+    assert "Extrait [1] : Carte d'identité volée (Vol en France > Déclarer le vol)" in prompt
     assert "\nSituation : Vol en France" in prompt
     # Every source in the response is one the prompt shows.
     for source in response.json()["sources"]:
@@ -206,8 +209,8 @@ def test_a_repeating_answer_is_cut_and_generation_stopped(api: tuple[TestClient[
         response = client.post("/v1/answers", json={"question": QUESTION, "stream": stream})
         body = response.json() if not stream else _events(response.text)[-1][1]
         # The draft is cut after its first repetition; the check then drops "Bonjour." (no source says it)
-        # and cites the passage that says the rest.
-        assert body["answer"] == "Vous devez déclarer le vol au commissariat [2]."
+        # and keeps the citation of the passage that says the rest.
+        assert body["answer"] == "Vous devez déclarer le vol au commissariat [1]."
         assert body["finish_reason"] == "repetition"
         assert body["usage"]["completion_tokens"] == 1 + len(loop.split())  # the word-level test tokenizer
     assert generator.closed_early == 2  # the stream was left: in Triton, that cancels the request

@@ -9,6 +9,7 @@ with 422; the schema documents types, so the "schema-valid data must be accepted
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,7 +21,8 @@ from hypothesis import strategies as st
 from litestar.testing import TestClient
 from schemathesis.checks import positive_data_acceptance
 
-from server.app import create_app
+from server.http.app import create_app
+from server.runtime import serving
 from server.settings import Settings
 from tests.fixtures import (
     HashEmbedder,
@@ -35,10 +37,13 @@ def test_api_conforms_to_its_openapi_document(tmp_path: Path) -> None:
     generator = ScriptedGenerator()
     generator.pieces = ["Déclarez le vol [1]."]
     app = create_app(
-        Settings(grpc_port=0, generator_tokenizer_dir=tmp_path / "tokenizer"),
-        embedder=HashEmbedder(),
-        generator=generator,
-        index_dir=tmp_path / "index",
+        partial(
+            serving,
+            Settings(grpc_port=0, generator_tokenizer_dir=tmp_path / "tokenizer"),
+            embedder=HashEmbedder(),
+            generator=generator,
+            index_dir=tmp_path / "index",
+        )
     )
     schema = schemathesis.openapi.from_asgi("/schema/openapi.json", app)
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -66,7 +71,9 @@ def drafting_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestCl
         answer_prompt_tokens=400,
         relevance_min_dense=0.0,
     )
-    app = create_app(settings_, embedder=HashEmbedder(), generator=generator, index_dir=root / "index")
+    app = create_app(
+        partial(serving, settings_, embedder=HashEmbedder(), generator=generator, index_dir=root / "index")
+    )
     with TestClient(app) as client:
         yield client
 

@@ -6,6 +6,7 @@ import asyncio
 import re
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +20,14 @@ from rich.console import Console
 
 from corpus.index import load_index
 from corpus.ingest import ingest
-from server.app import create_app
-from server.batching import MicroBatcher
 from server.cache import LruCache
 from server.errors import BackendTimeout, BackendUnavailable
+from server.http.app import create_app
 from server.metrics import GatewayMetrics
-from server.service import Retrieved, SearchService
+from server.runtime import serving
+from server.search.service import Retrieved, SearchService
 from server.settings import Settings
+from server.triton.batching import MicroBatcher
 from tests.fixtures import HashEmbedder, ScriptedGenerator, hashing_embed, write_mini_corpus
 
 
@@ -205,7 +207,13 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def search_app(index_dir: Path) -> Iterator[TestClient[Any]]:
     app = create_app(
-        Settings(grpc_port=0), embedder=CountingEmbedder(), generator=ScriptedGenerator(), index_dir=index_dir
+        partial(
+            serving,
+            Settings(grpc_port=0),
+            embedder=CountingEmbedder(),
+            generator=ScriptedGenerator(),
+            index_dir=index_dir,
+        )
     )
     with TestClient(app) as client:
         yield client

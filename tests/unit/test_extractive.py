@@ -17,7 +17,7 @@ from server.answers.extractive import (
     render_quotes,
     select_quotes,
 )
-from server.retrieval.search import FicheHit
+from server.search.retrieval.search import FicheHit
 from tests.fixtures import hashing_embed
 
 
@@ -149,3 +149,16 @@ def test_a_quote_cites_its_own_fiche_when_another_fiche_has_the_same_passage() -
     number = {passage_key(mine): 1, passage_key(other): 2}
     shown = render_quotes(selection, number, {"F1": LOST.title}, {same})
     assert shown.splitlines()[-1] == "- Vous devez déclarer la perte de la carte d'identité en mairie [1]."
+
+
+def test_a_fiches_own_questions_and_repeated_sentences_are_not_quoted() -> None:
+    asked = "Quels papiers fournir pour refaire la carte d'identité perdue ?"
+    stated = "Pour refaire la carte d'identité perdue, il faut une photo d'identité."
+    chunks = {
+        "F1": [_chunk("F1", 1, ("Pièces",), f"{asked}\n{stated}")],
+        "F2": [_chunk("F2", 1, ("À l'étranger",), stated.replace("Pour", "pour"))],
+    }
+    query = hashing_embed([QUESTION])[0]
+    hits = [FicheHit(LOST, 1.0, []), FicheHit(GARDEN, 0.9, [])]
+    selection = asyncio.run(select_quotes(query, hits, chunks, _vectors, fiche_margin=1.0))
+    assert [q.text for q in selection.quotes] == [stated]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
-from server.app import create_app
 from server.errors import BackendUnavailable
 from server.errors import Overloaded as ServerOverloaded
+from server.http.app import create_app
+from server.runtime import serving
 from server.settings import Settings
-from server.tritonserver import free_port
+from server.triton.process import free_port
 from tests.fixtures import (
     HashEmbedder,
     ScriptedGenerator,
@@ -63,7 +65,9 @@ class Stack:
         self.generator = ScriptedGenerator()
         self.generator.pieces = list(PIECES)
         app = create_app(
-            Settings(**values), embedder=HashEmbedder(), generator=self.generator, index_dir=root / "index"
+            partial(
+                serving, Settings(**values), embedder=HashEmbedder(), generator=self.generator, index_dir=root / "index"
+            )
         )
         self.http = TestClient(app)
         self.target = f"127.0.0.1:{self.port}"
@@ -111,7 +115,7 @@ def test_every_rpc_matches_http(stack: Stack, client: AnswerClient) -> None:
     http = AnswerClient("http://testserver", timeout_s=10)
     http._http = stack.http  # the in-process HTTP app through the same client code
     answer = client.answer(QUESTION, audience="particuliers", k=2)
-    assert answer.answer == "Déclarez le vol au commissariat [2]." and answer.model == "scripted"
+    assert answer.answer == "Déclarez le vol au commissariat [1]." and answer.model == "scripted"
     assert _plain(answer) == _plain(http.answer(QUESTION, audience="particuliers", k=2))
     events = list(client.stream_answer(QUESTION, audience="particuliers", k=2))
     assert isinstance(events[0], AnswerBundle) and isinstance(events[-1], type(answer))
@@ -333,7 +337,7 @@ def test_async_client_over_both_transports(stack: Stack) -> None:
             fiche = await client.get_fiche("F1759")
             with pytest.raises(InvalidRequest):
                 await client.search(" ")
-        assert answer.answer == "Déclarez le vol au commissariat [2]."
+        assert answer.answer == "Déclarez le vol au commissariat [1]."
         assert isinstance(events[0], AnswerBundle) and isinstance(events[1], Delta)
         assert _plain(events[-1]) == _plain(answer)
         assert found.results[0].fiche_id == fiche.id == "F1759"

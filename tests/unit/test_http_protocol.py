@@ -1,4 +1,4 @@
-"""The request-head deadline (server/http_protocol.py) under a real uvicorn: silent and trickling
+"""The request-head deadline (server/http/protocol.py) under a real uvicorn: silent and trickling
 connections are closed, a normal client and a keep-alive client that asks again in time are served."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 
 import uvicorn
 
-from server.http_protocol import with_head_timeout
-from server.tritonserver import free_port
+from server.http.protocol import with_head_timeout
+from server.triton.process import free_port
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 

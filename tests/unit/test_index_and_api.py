@@ -6,6 +6,7 @@ tests/integration.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,10 @@ from rich.console import Console
 
 from corpus.index import load_index, unit_text
 from corpus.ingest import ingest
-from server.app import create_app
 from server.errors import BackendTimeout, BackendUnavailable
-from server.retrieval.search import HybridSearcher, SearchParams
+from server.http.app import create_app
+from server.runtime import serving
+from server.search.retrieval.search import HybridSearcher, SearchParams
 from server.settings import Settings
 from tests.fixtures import HashEmbedder, hashing_embed, write_mini_corpus
 
@@ -129,7 +131,7 @@ def test_both_fusions_rank_the_matching_fiche_first(built: tuple[Path, Path], fu
 @pytest.fixture(scope="module")
 def client(built: tuple[Path, Path]) -> Any:
     embedder = HashEmbedder()
-    app = create_app(Settings(grpc_port=0), embedder=embedder, index_dir=built[1])
+    app = create_app(partial(serving, Settings(grpc_port=0), embedder=embedder, index_dir=built[1]))
     with TestClient(app) as test_client:
         test_client.embedder = embedder
         yield test_client
@@ -268,8 +270,8 @@ def test_embedding_cache_round_trips_every_key(tmp_path: Path) -> None:
 def test_an_index_of_another_width_than_the_served_embedder_is_refused(
     built: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from server.app import _check_index
-    from server.model_interface import load_interface
+    from contract.model_interface import load_interface
+    from server.runtime import _check_index
 
     golden = load_interface(Path(__file__).parents[1] / "golden" / "cpu" / "albert_interface.json")
     interface = msgspec.structs.replace(golden, embedder=msgspec.structs.replace(golden.embedder, dim=768))

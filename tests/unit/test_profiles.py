@@ -22,7 +22,7 @@ from build_engines.deployment import Deployment, DeploymentError, load_deploymen
 from build_engines.profiles import plan
 from build_engines.repository import SOURCE_REPOSITORY, RepositoryError, render_repository
 from build_engines.templates import parse_model_config
-from server.model_interface import INTERFACE_FILE, load_interface
+from contract.model_interface import INTERFACE_FILE, load_interface
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 TEXT_FILES = ("config.pbtxt", "model.yaml", INTERFACE_FILE)

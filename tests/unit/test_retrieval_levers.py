@@ -16,7 +16,7 @@ from build_engines.cli import query_tower
 from build_engines.finetune.pairs import mine_pairs, read_pairs, write_bundle
 from corpus.index import load_index, topic_texts, unit_text
 from corpus.ingest import ingest, load_fiches
-from server.retrieval.search import HybridSearcher, SearchParams
+from server.search.retrieval.search import HybridSearcher, SearchParams
 from server.settings import Settings, SettingsError
 from tests.fixtures import hashing_embed, write_mini_corpus
 

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from corpus.analysis import FrenchAnalyzer
-from server.retrieval.expansion import QueryExpander
-from server.retrieval.rrf import rrf
+from server.search.retrieval.expansion import QueryExpander
+from server.search.retrieval.rrf import rrf
 
 
 def test_rrf_known_values() -> None:

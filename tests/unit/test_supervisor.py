@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from server.supervisor import PortTaken, Supervisor, check_ports_free
-from server.tritonserver import free_port
+from server.triton.process import free_port
+from server.triton.supervisor import PortTaken, Supervisor, check_ports_free
 
 
 class StandIn:

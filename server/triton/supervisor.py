@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from server.tritonserver import TritonProcess
+from server.triton.process import TritonProcess
 
 __all__ = ["PortTaken", "Supervisor", "check_ports_free"]
 

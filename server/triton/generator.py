@@ -1,7 +1,7 @@
 """The gateway's client of the generator served by Triton (decoupled model, gRPC streaming).
 
 One ``ModelStreamInfer`` call per answer over the shared channel, with the model and tensor names of the
-rendered repository's interface file (server/model_interface.py). ``stream`` yields text pieces, then one
+rendered repository's interface file (contract/model_interface.py). ``stream`` yields text pieces, then one
 ``Generated`` with the finish reason and token counts. Leaving the loop early (the advisor closed the page,
 an exception) cancels the gRPC call, and Triton cancels the request: the model stops at the next token.
 The call carries a deadline (``generator_timeout_s``); past it Triton cancels the request too, and the
@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from dataclasses import dataclass
 
 import grpc
 import msgspec
@@ -21,28 +20,12 @@ import numpy as np
 import tritonclient.grpc.aio as grpcclient
 from tritonclient.utils import InferenceServerException
 
+from contract.model_interface import GeneratorInterface
+from server.answers.generator import Generated, GenerationParams
 from server.errors import ApiError, BackendTimeout, BackendUnavailable, Misconfigured, Overloaded
-from server.model_interface import GeneratorInterface
-from server.triton_client import classify, triton_client
+from server.triton.channel import classify, triton_client
 
-__all__ = ["Generated", "GenerationParams", "TritonGenerator"]
-
-
-@dataclass(frozen=True, slots=True)
-class GenerationParams:
-    max_tokens: int
-    temperature: float = 0.0
-    top_p: float = 1.0
-    stop_words: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Generated:
-    """The end of a generation. ``None``: the model does not report it (the answer service derives it)."""
-
-    finish_reason: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
+__all__ = ["TritonGenerator"]
 
 
 class _Request:

@@ -6,7 +6,7 @@ the sizes of the request and response bodies and a request id; never the query s
 request id is the caller's ``X-Request-ID`` when it is a plain token (letters, digits, ``._-``, at most 64),
 otherwise a new one; it is sent back in the response's ``X-Request-ID`` so that a caller's report can be
 matched with the log. ``ALBERT_LOG_QUESTIONS`` (off by default) is the one way to log questions
-(``server.service``), for an operator who chooses to.
+(``server.search.service``), for an operator who chooses to.
 """
 
 from __future__ import annotations

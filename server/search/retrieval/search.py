@@ -29,8 +29,8 @@ from numpy.typing import NDArray
 from corpus.analysis import FrenchAnalyzer
 from corpus.index import SearchIndex
 from corpus.records import Chunk, Fiche
-from server.retrieval.expansion import QueryExpander
-from server.retrieval.rrf import rrf
+from server.search.retrieval.expansion import QueryExpander
+from server.search.retrieval.rrf import rrf
 from server.settings import Settings
 
 __all__ = ["ExcerptHit", "FicheHit", "HybridSearcher", "Retrieval", "SearchParams"]

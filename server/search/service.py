@@ -1,6 +1,6 @@
 """The service layer: the one place where a search is validated, embedded, retrieved and shaped.
 
-HTTP routes (and later the gRPC servicer) only decode, call this, and encode.
+The HTTP routes and the gRPC servicer only decode, call this, and encode.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from corpus.records import AUDIENCES, Fiche
 from server.cache import LruCache
 from server.errors import NotFound, ValidationFailed
 from server.metrics import GatewayMetrics
-from server.retrieval.search import FicheHit, HybridSearcher, Retrieval, SearchParams
 from server.schemas import Excerpt, SearchRequest, SearchResponse, SearchResult, SearchTimings
+from server.search.retrieval.search import FicheHit, HybridSearcher, Retrieval, SearchParams
 from server.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from server.settings import Settings
-from server.tritonserver import TritonPorts, TritonProcess, free_port
+from server.triton.process import TritonPorts, TritonProcess, free_port
 
 __all__ = ["GatewayProcess", "ServeProcess", "local_stack", "pids_with"]
 
