@@ -46,7 +46,7 @@ def _cancelled(triton: TritonProcess) -> float:
 
 
 def _wait_cancelled(triton: TritonProcess, before: float, what: str) -> None:
-    deadline = time.monotonic() + 30  # the prompt's prefill cannot be interrupted; the next token is
+    deadline = time.monotonic() + 30  # the prefill cannot be interrupted: the generation stops at the next token
     while _cancelled(triton) == before:
         assert time.monotonic() < deadline, what
         time.sleep(0.2)
@@ -297,7 +297,7 @@ def test_generator_timeout_is_504_and_stops_generation(
         assert response.status_code == 504, response.text
         assert response.json()["error"]["code"] == "generator_timeout"
         assert "1 s" in response.json()["error"]["message"]
-        deadline = time.monotonic() + 30  # the prompt's prefill cannot be interrupted; the next token is
+        deadline = time.monotonic() + 30  # the prefill cannot be interrupted: the generation stops at the next token
         while _metric(triton, "albert_generator_requests_total", outcome="cancelled") == cancelled:
             assert time.monotonic() < deadline, "generation went on after the deadline"
             time.sleep(0.2)
