@@ -37,7 +37,7 @@ __all__ = ["Services", "open_services", "serving"]
 log = logging.getLogger("albert.gateway")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Services:
     """What the HTTP and gRPC front ends share: one of each per process."""
 
@@ -47,7 +47,6 @@ class Services:
     metrics: GatewayMetrics
     embedder: Embedder  # the client itself (the search service calls it through the micro-batcher)
     generator: Generator
-    closed: bool = False  # set when the process shuts down: requests then get 503 not_ready
 
     async def readiness(self) -> HealthStatus:
         """``ready``; ``degraded`` when only answers are unavailable (the generator model or its tokenizer: the
@@ -69,7 +68,7 @@ class Services:
         return all(v == "ok" for v in (await self._search_checks()).values())
 
     async def _search_checks(self) -> dict[str, str]:
-        checks = {"index": "not loaded" if self.closed else "ok"}
+        checks = {"index": "ok"}  # loaded before the services exist
         if isinstance(self.embedder, TritonEmbedder):
             checks.update(await self.embedder.readiness())
         return checks
@@ -111,11 +110,7 @@ async def open_services(
             settings, search, generator, _chat_format(tokenizer_dir), concurrency=_answers_at_once(settings, interface)
         )
         log.info("index loaded: %s", loaded.manifest.corpus_version)
-        services = Services(settings, search, answers, metrics, embedder, generator)
-        try:
-            yield services
-        finally:
-            services.closed = True
+        yield Services(settings, search, answers, metrics, embedder, generator)
     finally:
         for client in owned:
             await client.close()

@@ -26,7 +26,7 @@ ServicesSource = Callable[[], AbstractAsyncContextManager[Services]]
 
 def _services(state: State) -> Services:
     services: Services | None = state.get("services")
-    if services is None or services.closed:
+    if services is None:  # before start-up or after shutdown
         raise BackendUnavailable("the search index is not loaded yet", code="not_ready")
     return services
 
