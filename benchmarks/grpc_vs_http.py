@@ -24,8 +24,8 @@ from pathlib import Path
 import grpc
 import httpx
 from _common import closed_loop, corpus_questions
-from albert_client._proto.albert.v1 import answers_pb2 as pb
-from albert_client._proto.albert.v1 import answers_pb2_grpc as pb_grpc
+from albert_proto.v1 import answers_pb2 as pb
+from albert_proto.v1 import answers_pb2_grpc as pb_grpc
 
 from harness.gateway import local_stack
 from server.settings import Settings

@@ -47,7 +47,7 @@ from urllib.parse import quote
 import grpc
 import httpx
 from albert_client import AnswerClient
-from albert_client._proto.albert.v1 import answers_pb2 as pb
+from albert_proto.v1 import answers_pb2 as pb
 
 from benchmarks._common import corpus_questions, percentile
 from harness.gateway import ServeProcess

@@ -1,6 +1,6 @@
 """``python -m build_engines``: what turns pinned downloads into what Triton serves.
 
-- ``setup``  : generate the gRPC stubs, fetch (sha256-verified, cached) the corpus and the weights of the
+- ``setup``  : fetch (sha256-verified, cached) the corpus and the weights of the
                chosen embedder (EmbeddingGemma by default, or e5) and of the generator, build the embedding
                model (ONNX) and the int4 generator, render the CPU model repository, build the search index.
                Every step is skipped when already done.
@@ -8,7 +8,6 @@
                ``--config FILE`` (any profile) into ``--out DIR``.
 - ``build``  : build the TensorRT engine of a trtllm-engine deployment (``--config FILE [--dry-run]``; on a
                GPU host with TensorRT-LLM 1.2.x).
-- ``protos`` : generate the gRPC stubs only (into clients/albert_client/_proto).
 - ``publish``: copy a rendered model into a deployment repository as a new version with a manifest
                (``--model NAME --repository DIR``).
 - ``deploy`` : load the newest version on a Triton in EXPLICIT model-control mode; the old version keeps
@@ -36,7 +35,6 @@ from build_engines.finetune.tune import QUERY_TOWER, FinetuneOptions, finetune_e
 from build_engines.gemma.build import GemmaBuild, built_model_meta
 from build_engines.generator import GeneratorBuild, build_generator
 from build_engines.profiles import plan
-from build_engines.protos import generate_stubs
 from build_engines.repository import render_repository
 from build_engines.templates import TemplateError
 from build_engines.trtllm_build import build_engine
@@ -149,7 +147,6 @@ def setup(settings: Settings, console: Console) -> None:
     from corpus.cli import run_ingest
 
     downloads = settings.cache_dir / "downloads"
-    console.print(f"[green]gRPC stubs[/] -> {generate_stubs()}")
     console.print(f"Cache: {settings.cache_dir}")
     corpus = fetch(CORPUS, downloads)
     console.print(f"[green]corpus[/] {CORPUS.spec} verified ({corpus.name})")
@@ -208,9 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m build_engines", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "command", choices=["setup", "render", "build", "protos", "publish", "deploy", "finetune-embedder"]
-    )
+    parser.add_argument("command", choices=["setup", "render", "build", "publish", "deploy", "finetune-embedder"])
     parser.add_argument("--model", help="publish/deploy: the model name (embedder, generator)")
     parser.add_argument("--repository", type=Path, help="publish: the deployment repository")
     parser.add_argument("--triton", help="deploy: Triton's gRPC endpoint host:port")
@@ -250,8 +245,6 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         if args.command == "setup":
             setup(settings, console)
-        elif args.command == "protos":
-            console.print(f"gRPC stubs in {generate_stubs()}")
         elif args.command == "publish":
             number = publish_version(settings.repository_dir / args.model, args.repository)
             console.print(f"published {args.model} version {number} -> {args.repository / args.model / str(number)}")

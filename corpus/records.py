@@ -1,6 +1,6 @@
-"""The parsed fiche: what the index stores and what the API returns.
+"""The parsed fiche: what the index stores (the API returns its own schemas built from it: server/schemas.py).
 
-msgspec Structs so that records are encoded to the index (msgpack) and to the API (JSON) without
+msgspec Structs so that records are encoded to the index (msgpack) without
 intermediate dicts.
 """
 

@@ -1,19 +1,69 @@
-"""Request and response contracts of the HTTP API (msgspec Structs; encoders/decoders built once)."""
+"""Request and response contracts of the API (msgspec Structs; encoders/decoders built once).
+
+The field names are the gRPC messages' (``proto/albert/v1/answers.proto``), so that both front ends return
+the same thing; the search and fiche results are built here from the stored records, never returned as they
+are stored (a change of the index's records does not change the API).
+"""
 
 from __future__ import annotations
 
 import msgspec
 
-from corpus.records import PracticalLink, RelatedQuestion
+from corpus import records
 
 __all__ = [
+    "Block",
     "Excerpt",
+    "Fiche",
+    "FicheRef",
     "HealthStatus",
+    "LegalReference",
+    "Place",
+    "PracticalLink",
+    "RelatedQuestion",
     "SearchRequest",
     "SearchResponse",
     "SearchResult",
     "SearchTimings",
+    "fiche",
+    "practical_link",
+    "related_question",
 ]
+
+
+class RelatedQuestion(msgspec.Struct, kw_only=True):
+    """A "Question-réponse" fiche a returned fiche points to; ``fiche_id`` is that question's own fiche."""
+
+    question: str
+    fiche_id: str
+    url: str
+
+
+class PracticalLink(msgspec.Struct, kw_only=True):
+    """A téléservice, formulaire, simulateur…; ``number``: the form's number (Cerfa) when it has one;
+    ``fiche_id``: the fiche that lists the link."""
+
+    title: str
+    url: str
+    type: str
+    institution: str
+    number: str
+    fiche_id: str
+
+
+def related_question(q: records.RelatedQuestion) -> RelatedQuestion:
+    return RelatedQuestion(question=q.question, fiche_id=q.id, url=q.url)
+
+
+def practical_link(link: records.PracticalLink, fiche_id: str) -> PracticalLink:
+    return PracticalLink(
+        title=link.title,
+        url=link.url,
+        type=link.type,
+        institution=link.institution,
+        number=link.number,
+        fiche_id=fiche_id,
+    )
 
 
 class SearchRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -61,6 +111,82 @@ class SearchResponse(msgspec.Struct, kw_only=True):
     timings_ms: SearchTimings
 
 
+class Block(msgspec.Struct, kw_only=True):
+    """A run of body text under one heading path; ``cases``: the headings that are situations or cases."""
+
+    path: list[str]
+    cases: list[str]
+    lines: list[str]
+
+
+class Place(msgspec.Struct, kw_only=True):
+    """Where to go (``ou_s_adresser``) or who can help (``qui_peut_m_aider``)."""
+
+    id: str
+    kind: str
+    title: str
+    url: str
+    institution: str
+
+
+class LegalReference(msgspec.Struct, kw_only=True):
+    title: str
+    url: str
+
+
+class FicheRef(msgspec.Struct, kw_only=True):
+    id: str
+    title: str
+
+
+class Fiche(msgspec.Struct, kw_only=True):
+    """One parsed fiche (``GET /v1/fiches/{id}``, gRPC ``GetFiche``)."""
+
+    id: str
+    type: str
+    audience: str
+    audiences: list[str]
+    title: str
+    description: str
+    url: str
+    theme: str
+    breadcrumb: list[str]
+    updated: str
+    answerable: bool
+    blocks: list[Block]
+    related_questions: list[RelatedQuestion]
+    links: list[PracticalLink]
+    places: list[Place]
+    references: list[LegalReference]
+    see_also: list[FicheRef]
+    abbreviations: dict[str, str]
+
+
+def fiche(stored: records.Fiche) -> Fiche:
+    return Fiche(
+        id=stored.id,
+        type=stored.type,
+        audience=stored.audience,
+        audiences=list(stored.audiences),
+        title=stored.title,
+        description=stored.description,
+        url=stored.url,
+        theme=stored.theme,
+        breadcrumb=list(stored.breadcrumb),
+        updated=stored.updated,
+        answerable=stored.answerable,
+        blocks=[Block(path=list(b.path), cases=list(b.cases), lines=list(b.lines)) for b in stored.blocks],
+        related_questions=[related_question(q) for q in stored.related_questions],
+        links=[practical_link(link, stored.id) for link in stored.links],
+        places=[
+            Place(id=p.id, kind=p.kind, title=p.title, url=p.url, institution=p.institution) for p in stored.places
+        ],
+        references=[LegalReference(title=r.title, url=r.url) for r in stored.references],
+        see_also=[FicheRef(id=s.id, title=s.title) for s in stored.see_also],
+        abbreviations=dict(stored.abbreviations),
+    )
+
+
 class HealthStatus(msgspec.Struct, kw_only=True):
     status: str
     checks: dict[str, str]
@@ -88,20 +214,6 @@ class AnswerSource(msgspec.Struct, kw_only=True):
     situation: list[str]
     excerpt: str
     score: float
-
-
-class AnswerQuestion(msgspec.Struct, kw_only=True):
-    question: str
-    fiche_id: str
-    url: str
-
-
-class AnswerLink(msgspec.Struct, kw_only=True):
-    title: str
-    url: str
-    type: str
-    institution: str
-    fiche_id: str
 
 
 class AnswerFiche(msgspec.Struct, kw_only=True):
@@ -176,8 +288,8 @@ class AnswerResponse(msgspec.Struct, kw_only=True):
     answer_kind: str
     finish_reason: str
     sources: list[AnswerSource]
-    related_questions: list[AnswerQuestion]
-    links: list[AnswerLink]
+    related_questions: list[RelatedQuestion]
+    links: list[PracticalLink]
     fiches: list[AnswerFiche]
     corpus_version: str
     model: str | None

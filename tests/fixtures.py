@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+from server.search.retrieval.search import SearchParams
+from server.settings import Settings
 from server.triton.generator import Generated, GenerationParams
+
+RRF = SearchParams.from_settings(Settings(embedder="e5-small"))
+"""The served search of the e5 pipeline (rank fusion, the query's expansions embedded too): the mini corpus's
+hashing vectors are compared like e5's."""
 
 FICHE_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <Publication xmlns:dc="http://purl.org/dc/elements/1.1/" ID="F1759" type="Fiche d'information conditionnée"

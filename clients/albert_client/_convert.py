@@ -7,8 +7,8 @@ from typing import Any
 import grpc
 import httpx
 import msgspec
+from albert_proto.v1 import answers_pb2 as pb
 
-from albert_client._proto.albert.v1 import answers_pb2 as pb
 from albert_client.errors import BY_GRPC_STATUS, BY_HTTP_STATUS, AlbertError, DeadlineExceeded, Unavailable
 from albert_client.types import (
     Answer,
@@ -72,6 +72,7 @@ def _link(link: pb.PracticalLink) -> Link:
         url=link.url,
         type=_LINK_TYPES.get(link.type, "autre"),
         institution=link.institution,
+        number=link.number,
         fiche_id=link.fiche_id,
     )
 
@@ -170,6 +171,8 @@ def search(message: pb.SearchResponse) -> SearchResults:
                     Excerpt(chunk_id=e.chunk_id, section=list(e.section), text=e.text, score=e.score)
                     for e in r.excerpts
                 ],
+                related_questions=[_question(q) for q in r.related_questions],
+                links=[_link(link) for link in r.links],
             )
             for r in message.results
         ],
@@ -193,6 +196,8 @@ def fiche(message: pb.Fiche) -> Fiche:
         updated=message.updated,
         answerable=message.answerable,
         blocks=[Block(path=list(b.path), cases=list(b.cases), lines=list(b.lines)) for b in message.blocks],
+        related_questions=[_question(q) for q in message.related_questions],
+        links=[_link(link) for link in message.links],
     )
 
 

@@ -20,10 +20,10 @@ from typing import Any, TypeVar
 import grpc
 import httpx
 import msgspec
+from albert_proto.v1 import answers_pb2 as pb
+from albert_proto.v1 import answers_pb2_grpc as pb_grpc
 
 from albert_client import _convert as cv
-from albert_client._proto.albert.v1 import answers_pb2 as pb
-from albert_client._proto.albert.v1 import answers_pb2_grpc as pb_grpc
 from albert_client.errors import AlbertError, Overloaded, Unavailable
 from albert_client.types import Answer, Fiche, SearchResults
 

@@ -48,12 +48,14 @@ class RelatedQuestion(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Link(msgspec.Struct, frozen=True, kw_only=True):
-    """type: teleservice, formulaire, simulateur, modele_de_document, outil_de_recherche or autre."""
+    """type: teleservice, formulaire, simulateur, modele_de_document, outil_de_recherche or autre; number: the
+    form's number (Cerfa) or ""; fiche_id: the fiche that lists the link."""
 
     title: str
     url: str
     type: str
     institution: str
+    number: str
     fiche_id: str
 
 
@@ -165,6 +167,8 @@ class SearchHit(msgspec.Struct, frozen=True, kw_only=True):
     updated: str
     score: float
     excerpts: list[Excerpt]
+    related_questions: list[RelatedQuestion]
+    links: list[Link]
 
 
 class SearchTimings(msgspec.Struct, frozen=True, kw_only=True):
@@ -189,7 +193,7 @@ class Block(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Fiche(msgspec.Struct, frozen=True, kw_only=True):
-    """The main parts of a fiche (the HTTP route returns more: places, references, links…)."""
+    """The main parts of a fiche (the API returns more: places, legal references, see-also…)."""
 
     id: str
     type: str
@@ -203,3 +207,5 @@ class Fiche(msgspec.Struct, frozen=True, kw_only=True):
     updated: str
     answerable: bool
     blocks: list[Block]
+    related_questions: list[RelatedQuestion]
+    links: list[Link]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from corpus.records import Fiche
-from server.schemas import AnswerLink, AnswerQuestion
+from server.schemas import PracticalLink, RelatedQuestion, practical_link, related_question
 
 __all__ = ["order_fiches", "practical_links", "related_questions"]
 
@@ -22,22 +22,20 @@ def order_fiches(retrieved: Sequence[Fiche], cited_ids: Sequence[str]) -> list[F
     return first + [f for f in retrieved if f.id not in set(cited_ids)]
 
 
-def related_questions(fiches: Sequence[Fiche], *, limit: int = 8) -> list[AnswerQuestion]:
+def related_questions(fiches: Sequence[Fiche], *, limit: int = 8) -> list[RelatedQuestion]:
     returned = {f.id for f in fiches}
-    out: dict[str, AnswerQuestion] = {}
+    out: dict[str, RelatedQuestion] = {}
     for fiche in fiches:
         for q in fiche.related_questions:
             if q.id not in returned and q.id not in out:
-                out[q.id] = AnswerQuestion(question=q.question, fiche_id=q.id, url=q.url)
+                out[q.id] = related_question(q)
     return list(out.values())[:limit]
 
 
-def practical_links(fiches: Sequence[Fiche], *, limit: int = 10) -> list[AnswerLink]:
-    out: dict[str, AnswerLink] = {}
+def practical_links(fiches: Sequence[Fiche], *, limit: int = 10) -> list[PracticalLink]:
+    out: dict[str, PracticalLink] = {}
     for fiche in fiches:
         for link in fiche.links:
             if link.url not in out:
-                out[link.url] = AnswerLink(
-                    title=link.title, url=link.url, type=link.type, institution=link.institution, fiche_id=fiche.id
-                )
+                out[link.url] = practical_link(link, fiche.id)
     return list(out.values())[:limit]

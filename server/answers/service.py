@@ -34,8 +34,6 @@ from server.cache import LruCache
 from server.errors import BackendTimeout, Misconfigured, ValidationFailed
 from server.schemas import (
     AnswerFiche,
-    AnswerLink,
-    AnswerQuestion,
     AnswerRequest,
     AnswerResponse,
     AnswerSentence,
@@ -43,6 +41,8 @@ from server.schemas import (
     AnswerTimings,
     GroundingReport,
     GuardReport,
+    PracticalLink,
+    RelatedQuestion,
     SearchRequest,
     Usage,
 )
@@ -64,8 +64,8 @@ class AnswerPreview(msgspec.Struct, kw_only=True):
     audience: str | None
     covered: bool
     sources: list[AnswerSource]
-    related_questions: list[AnswerQuestion]
-    links: list[AnswerLink]
+    related_questions: list[RelatedQuestion]
+    links: list[PracticalLink]
     fiches: list[AnswerFiche]
     corpus_version: str
 
@@ -77,8 +77,8 @@ class Delta(msgspec.Struct, kw_only=True):
 @dataclass(frozen=True, slots=True)
 class Bundle:
     sources: list[AnswerSource]
-    related_questions: list[AnswerQuestion]
-    links: list[AnswerLink]
+    related_questions: list[RelatedQuestion]
+    links: list[PracticalLink]
     fiches: list[AnswerFiche]
 
 

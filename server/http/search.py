@@ -7,10 +7,9 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_200_OK
 
-from corpus.records import Fiche
 from server.http.errors import documented
 from server.runtime import Services
-from server.schemas import SearchRequest, SearchResponse
+from server.schemas import Fiche, SearchRequest, SearchResponse
 
 __all__ = ["ROUTES"]
 

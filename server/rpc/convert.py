@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from albert_client._proto.albert.v1 import answers_pb2 as pb
+from albert_proto.v1 import answers_pb2 as pb
 
-from corpus.records import Fiche, PracticalLink, RelatedQuestion
 from server.answers.service import AnswerPreview
 from server.schemas import (
     AnswerFiche,
-    AnswerLink,
-    AnswerQuestion,
     AnswerRequest,
     AnswerResponse,
     AnswerSource,
+    Fiche,
+    PracticalLink,
+    RelatedQuestion,
     SearchRequest,
     SearchResponse,
 )
@@ -68,17 +68,18 @@ def _source(s: AnswerSource) -> pb.Source:
     )
 
 
-def _question(q: AnswerQuestion) -> pb.RelatedQuestion:
+def _question(q: RelatedQuestion) -> pb.RelatedQuestion:
     return pb.RelatedQuestion(question=q.question, fiche_id=q.fiche_id, url=q.url)
 
 
-def _link(link: AnswerLink) -> pb.PracticalLink:
+def _link(link: PracticalLink) -> pb.PracticalLink:
     return pb.PracticalLink(
         title=link.title,
         url=link.url,
         type=LINK_TYPES.get(link.type, pb.LINK_TYPE_AUTRE),
         institution=link.institution,
         fiche_id=link.fiche_id,
+        number=link.number,
     )
 
 
@@ -146,20 +147,6 @@ def response_to_proto(response: AnswerResponse) -> pb.AnswerResponse:
     )
 
 
-def _record_question(q: RelatedQuestion) -> pb.RelatedQuestion:
-    return pb.RelatedQuestion(question=q.question, fiche_id=q.id, url=q.url)
-
-
-def _record_link(link: PracticalLink, fiche_id: str) -> pb.PracticalLink:
-    return pb.PracticalLink(
-        title=link.title,
-        url=link.url,
-        type=LINK_TYPES.get(link.type, pb.LINK_TYPE_AUTRE),
-        institution=link.institution,
-        fiche_id=fiche_id,
-    )
-
-
 def search_to_proto(response: SearchResponse) -> pb.SearchResponse:
     return pb.SearchResponse(
         query=response.query,
@@ -180,8 +167,8 @@ def search_to_proto(response: SearchResponse) -> pb.SearchResponse:
                 excerpts=[
                     pb.Excerpt(chunk_id=e.chunk_id, section=e.section, text=e.text, score=e.score) for e in r.excerpts
                 ],
-                related_questions=[_record_question(q) for q in r.related_questions],
-                links=[_record_link(link, r.fiche_id) for link in r.links],
+                related_questions=[_question(q) for q in r.related_questions],
+                links=[_link(link) for link in r.links],
             )
             for r in response.results
         ],
@@ -207,8 +194,8 @@ def fiche_to_proto(fiche: Fiche) -> pb.Fiche:
         updated=fiche.updated,
         answerable=fiche.answerable,
         blocks=[pb.Block(path=b.path, cases=b.cases, lines=b.lines) for b in fiche.blocks],
-        related_questions=[_record_question(q) for q in fiche.related_questions],
-        links=[_record_link(link, fiche.id) for link in fiche.links],
+        related_questions=[_question(q) for q in fiche.related_questions],
+        links=[_link(link) for link in fiche.links],
         places=[
             pb.Place(id=p.id, kind=p.kind, title=p.title, url=p.url, institution=p.institution) for p in fiche.places
         ],

@@ -16,11 +16,21 @@ import numpy as np
 from numpy.typing import NDArray
 
 from corpus.index import SearchIndex
-from corpus.records import AUDIENCES, Fiche
+from corpus.records import AUDIENCES
 from server.cache import LruCache
 from server.errors import NotFound, ValidationFailed
 from server.metrics import GatewayMetrics
-from server.schemas import Excerpt, SearchRequest, SearchResponse, SearchResult, SearchTimings
+from server.schemas import (
+    Excerpt,
+    Fiche,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+    SearchTimings,
+    fiche,
+    practical_link,
+    related_question,
+)
 from server.search.retrieval.search import FicheHit, HybridSearcher, Retrieval, SearchParams
 from server.settings import Settings
 
@@ -147,28 +157,28 @@ class SearchService:
     def fiche(self, fiche_id: str) -> Fiche:
         if not _FICHE_ID.match(fiche_id):
             raise NotFound(f"no fiche {_shown(fiche_id)}: ids look like F1342 or N358", code="fiche_not_found")
-        fiche = self.index.fiches.get(fiche_id)
-        if fiche is None:
+        stored = self.index.fiches.get(fiche_id)
+        if stored is None:
             raise NotFound(f"no fiche {fiche_id!r} in corpus {self.corpus_version}", code="fiche_not_found")
-        return fiche
+        return fiche(stored)
 
 
 def _result(rank: int, hit: FicheHit) -> SearchResult:
-    fiche = hit.fiche
+    stored = hit.fiche
     return SearchResult(
         rank=rank,
-        fiche_id=fiche.id,
-        title=fiche.title,
-        url=fiche.url,
-        audience=fiche.audience,
-        audiences=list(fiche.audiences),
-        type=fiche.type,
-        updated=fiche.updated,
+        fiche_id=stored.id,
+        title=stored.title,
+        url=stored.url,
+        audience=stored.audience,
+        audiences=list(stored.audiences),
+        type=stored.type,
+        updated=stored.updated,
         score=round(hit.score, 6),
         excerpts=[
             Excerpt(chunk_id=e.chunk.id, section=list(e.chunk.section), text=e.chunk.text, score=round(e.score, 6))
             for e in hit.excerpts
         ],
-        related_questions=list(fiche.related_questions),
-        links=list(fiche.links),
+        related_questions=[related_question(q) for q in stored.related_questions],
+        links=[practical_link(link, stored.id) for link in stored.links],
     )

@@ -25,14 +25,15 @@ from albert_client import (
     NotFound,
     Unavailable,
 )
-from albert_client._proto.albert.v1 import answers_pb2 as pb
 from albert_client.errors import AlbertError, DeadlineExceeded, Overloaded
+from albert_proto.v1 import answers_pb2 as pb
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
+from server import schemas
 from server.errors import BackendUnavailable
 from server.errors import Overloaded as ServerOverloaded
 from server.http.app import create_app
@@ -132,9 +133,40 @@ def test_every_rpc_matches_http(stack: Stack, client: AnswerClient) -> None:
     assert fiche.blocks and fiche.title == "Carte d'identité volée"
 
 
-def test_links_keep_their_type(client: AnswerClient) -> None:
+def test_links_keep_their_type_number_and_fiche_in_answers_search_and_fiches(client: AnswerClient) -> None:
     answer = client.answer(QUESTION, audience="particuliers", k=1)
-    assert {link.type for link in answer.links} == {"teleservice", "formulaire", "simulateur"}
+    found = client.search("carte d'identité volée", audience="particuliers", k=1).results[0]
+    fiche = client.get_fiche("F1759")
+    for links in (answer.links, found.links, fiche.links):
+        assert {link.type for link in links} == {"teleservice", "formulaire", "simulateur"}
+        assert [link.number for link in links if link.type == "formulaire"] == ["14011"]
+        assert {link.fiche_id for link in links} == {"F1759"}
+    assert found.related_questions == fiche.related_questions
+    assert found.related_questions[0].fiche_id == "F11601"
+
+
+@pytest.mark.parametrize(
+    ("struct", "message"),
+    [
+        (schemas.SearchResult, pb.SearchResult),
+        (schemas.Excerpt, pb.Excerpt),
+        (schemas.RelatedQuestion, pb.RelatedQuestion),
+        (schemas.PracticalLink, pb.PracticalLink),
+        (schemas.Fiche, pb.Fiche),
+        (schemas.Block, pb.Block),
+        (schemas.Place, pb.Place),
+        (schemas.LegalReference, pb.LegalReference),
+        (schemas.FicheRef, pb.FicheRef),
+        (schemas.AnswerSource, pb.Source),
+        (schemas.AnswerFiche, pb.AnswerFiche),
+        (schemas.Usage, pb.Usage),
+        (schemas.GuardReport, pb.GuardReport),
+        (schemas.AnswerSentence, pb.AnswerSentence),
+        (schemas.GroundingReport, pb.GroundingReport),
+    ],
+)
+def test_http_results_have_the_field_names_of_the_grpc_messages(struct: type, message: Any) -> None:
+    assert set(struct.__struct_fields__) == {field.name for field in message.DESCRIPTOR.fields}
 
 
 @pytest.mark.parametrize(

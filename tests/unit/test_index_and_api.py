@@ -6,6 +6,7 @@ tests/integration.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,9 @@ from corpus.ingest import ingest
 from server.errors import BackendTimeout, BackendUnavailable
 from server.http.app import create_app
 from server.runtime import serving
-from server.search.retrieval.search import HybridSearcher, SearchParams
+from server.search.retrieval.search import HybridSearcher
 from server.settings import Settings
-from tests.fixtures import HashEmbedder, hashing_embed, write_mini_corpus
+from tests.fixtures import RRF, HashEmbedder, hashing_embed, write_mini_corpus
 
 
 def _ingest(corpus: Path, out: Path, **kwargs: Any) -> Any:
@@ -99,7 +100,7 @@ def test_hidden_titles_disappear_from_every_unit(built: tuple[Path, Path]) -> No
 
 def test_hybrid_search_ranks_and_filters(built: tuple[Path, Path]) -> None:
     index = load_index(built[1])
-    searcher = HybridSearcher(index, SearchParams())
+    searcher = HybridSearcher(index, RRF)
     query = "carte d'identité volée que faire"
     vector = hashing_embed([searcher.dense_text(query)])[0]
     hits = searcher.search(query, vector, audience=None, k=3)
@@ -110,7 +111,7 @@ def test_hybrid_search_ranks_and_filters(built: tuple[Path, Path]) -> None:
     assert pro[0].fiche.id == "F23961" and "F1759" in [h.fiche.id for h in pro]
     assert searcher.search("carte volée", None, audience="associations", k=5)[0].fiche.id == "F1759"
     # ...or a wall, when the deployment asks for it.
-    strict = HybridSearcher(index, SearchParams(audience_filter="strict"))
+    strict = HybridSearcher(index, replace(RRF, audience_filter="strict"))
     assert [
         h.fiche.id for h in strict.search("déclaration embauche salarié", None, audience="professionnels", k=5)
     ] == ["F23961"]
@@ -120,7 +121,7 @@ def test_hybrid_search_ranks_and_filters(built: tuple[Path, Path]) -> None:
 @pytest.mark.parametrize("fusion", ["scores", "rrf"])
 def test_both_fusions_rank_the_matching_fiche_first(built: tuple[Path, Path], fusion: str) -> None:
     index = load_index(built[1])
-    searcher = HybridSearcher(index, SearchParams(fusion=fusion))  # type: ignore[arg-type]
+    searcher = HybridSearcher(index, replace(RRF, fusion=fusion))  # type: ignore[arg-type]
     query = "carte d'identité volée que faire"
     vector = hashing_embed([searcher.dense_text(query)])[0]
     hits = searcher.search(query, vector, audience="particuliers", k=3)
@@ -147,7 +148,15 @@ def test_search_get_and_post_agree(client: Any) -> None:
     assert top["fiche_id"] == "F1759" and top["rank"] == 1
     assert top["url"] == "https://www.service-public.fr/particuliers/vosdroits/F1759"
     assert {link["type"] for link in top["links"]} == {"teleservice", "formulaire", "simulateur"}
-    assert top["related_questions"][0]["id"] == "F11601"
+    # The API's schemas, not the stored records: the names of the gRPC messages.
+    assert all(link["fiche_id"] == "F1759" for link in top["links"])
+    assert [link["number"] for link in top["links"] if link["type"] == "formulaire"] == ["14011"]
+    assert "id" not in top["links"][0]
+    assert top["related_questions"][0] == {
+        "question": top["related_questions"][0]["question"],
+        "fiche_id": "F11601",
+        "url": "https://www.service-public.fr/particuliers/vosdroits/F11601",
+    }
     assert top["excerpts"][0]["text"]
     assert body["corpus_version"] and body["k"] == 2
     assert set(body["timings_ms"]) == {"embed", "retrieve", "total"}
@@ -192,6 +201,8 @@ def test_search_post_rejects_malformed_bodies(client: Any, body: str, message: s
 def test_fiche_route(client: Any) -> None:
     fiche = client.get("/v1/fiches/F1759").json()
     assert fiche["title"] == "Carte d'identité volée" and fiche["blocks"]
+    assert fiche["related_questions"][0]["fiche_id"] == "F11601"
+    assert {link["fiche_id"] for link in fiche["links"]} == {"F1759"}
     assert client.get("/v1/fiches/N358").json()["answerable"] is False
     missing = client.get("/v1/fiches/F424242")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "fiche_not_found"

@@ -16,8 +16,6 @@ def _imports(package: str) -> dict[str, set[str]]:
     """Module name -> the modules of this repository it imports (at any depth of the file)."""
     found: dict[str, set[str]] = {}
     for path in sorted((ROOT / package).rglob("*.py")):
-        if "_proto" in path.parts:
-            continue
         module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
         names: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
@@ -25,7 +23,7 @@ def _imports(package: str) -> dict[str, set[str]]:
                 names.update(alias.name for alias in node.names)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 names.add(node.module)
-        found[module] = {n for n in names if n.split(".")[0] in OURS or n.startswith("albert_client")}
+        found[module] = {n for n in names if n.split(".")[0] in (*OURS, "albert_client", "albert_proto")}
     assert found, f"no modules under {package}"
     return found
 
@@ -43,6 +41,13 @@ def _offenders(package: str, forbidden: tuple[str, ...], *, within: str = "") ->
 def test_the_product_never_imports_the_test_and_benchmark_launchers() -> None:
     for package in ("server", "corpus", "build_engines", "contract", "inference"):
         assert _offenders(package, ("harness", "tests", "benchmarks")) == []
+
+
+def test_the_gateway_and_the_client_share_the_api_stubs_not_each_other() -> None:
+    assert _offenders("server", ("albert_client",)) == []
+    assert _offenders("clients", ("server", "corpus", "build_engines", "contract", "harness")) == []
+    for package in ("server", "clients"):
+        assert any(n.startswith("albert_proto.v1") for names in _imports(package).values() for n in names), package
 
 
 def test_the_build_serve_contract_depends_on_nothing_of_ours() -> None:

@@ -5,6 +5,7 @@ covered by tests/integration and tests/quality."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from corpus.index import load_index, topic_texts, unit_text
 from corpus.ingest import ingest, load_fiches
 from server.search.retrieval.search import HybridSearcher, SearchParams
 from server.settings import Settings, SettingsError
-from tests.fixtures import hashing_embed, write_mini_corpus
+from tests.fixtures import RRF, hashing_embed, write_mini_corpus
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def test_topics_give_each_fiche_its_headings_and_related_questions(corpus: Path,
     )
     assert np.all(np.diff(topics.dense_fiche) >= 0)
     # A question about one situation the fiche covers meets that situation's own vector.
-    searcher = HybridSearcher(topics, SearchParams())
+    searcher = HybridSearcher(topics, RRF)
     situation = next(t for t in reversed(texts) if " > " in t)
     hits = searcher.search(situation, hashing_embed([situation])[0], audience=None, k=1)
     assert hits[0].fiche.id == "F1759"
@@ -72,7 +73,7 @@ def test_chunk_scope_gives_every_chunk_a_row_and_no_topics(corpus: Path, tmp_pat
     # A question worded as one chunk meets that chunk's own row, and finds its fiche with it as an excerpt.
     unit = next(u for u in chunks.units if u.kind == "chunk" and u.fiche_id == "F1759")
     text = unit_text(chunks.fiches["F1759"], chunks.chunks[unit.chunk_id])  # what its row embeds
-    [hit] = HybridSearcher(chunks, SearchParams(fusion="scores")).search(
+    [hit] = HybridSearcher(chunks, replace(RRF, fusion="scores")).search(
         text, hashing_embed([text])[0], audience=None, k=1
     )
     assert hit.fiche.id == "F1759" and unit.chunk_id in {e.chunk.id for e in hit.excerpts}
@@ -120,8 +121,8 @@ def test_dense_feedback_moves_the_query(corpus: Path, tmp_path: Path) -> None:
     index = load_index(_index(corpus, tmp_path / "heads", "heads"))
     query = "carte d'identité volée"
     vector = hashing_embed([query])[0]
-    plain = HybridSearcher(index, SearchParams(fusion="scores")).search(query, vector, audience=None, k=3)
-    moved = HybridSearcher(index, SearchParams(fusion="scores", dense_feedback=0.5)).search(
+    plain = HybridSearcher(index, replace(RRF, fusion="scores")).search(query, vector, audience=None, k=3)
+    moved = HybridSearcher(index, replace(RRF, fusion="scores", dense_feedback=0.5)).search(
         query, vector, audience=None, k=3
     )
     assert plain[0].fiche.id == moved[0].fiche.id == "F1759"

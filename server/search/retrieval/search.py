@@ -40,24 +40,25 @@ Fusion = Literal["scores", "rrf"]
 
 @dataclass(frozen=True, slots=True)
 class SearchParams:
-    """How a search ranks. What the gateway serves is ``from_settings`` (the chosen embedder's tuned values);
-    the field defaults are a neutral base for unit tests, not the served configuration."""
+    """How a search ranks: the search settings, with the chosen embedder's tuned values where a setting is
+    left unset. Built by ``from_settings`` only (the gateway, tests and benchmarks), so that every default is
+    defined once, in the settings."""
 
-    fusion: Fusion = "rrf"
-    candidates: int = 200
-    rrf_k: int = 30
-    dense_weight: float = 1.0
-    lexical_boost: float = 0.1
-    audience_filter: Literal["prefer", "strict"] = "prefer"
-    other_audience_penalty: float = 0.05
-    other_audience_weight: float = 0.5
-    expand_dense_query: bool = True
-    dense_feedback: float = 0.0
-    excerpts_per_fiche: int = 2
+    fusion: Fusion
+    candidates: int
+    rrf_k: int
+    dense_weight: float
+    lexical_boost: float
+    audience_filter: Literal["prefer", "strict"]
+    other_audience_penalty: float
+    other_audience_weight: float
+    expand_dense_query: bool
+    dense_feedback: float
+    excerpts_per_fiche: int
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SearchParams:
-        """The parameters the gateway serves with (one construction for the gateway, tests and benchmarks)."""
+        """The parameters the gateway serves with."""
         tuned = settings.embedder_defaults
         return cls(
             fusion=settings.fusion or tuned.fusion,
