@@ -6,9 +6,9 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from config.settings import Settings
 from corpus.index import load_index
 from corpus.questions import load_questions
-from server.settings import Settings
 
 __all__ = ["closed_loop", "corpus_questions", "percentile"]
 

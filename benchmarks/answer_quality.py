@@ -44,12 +44,12 @@ from numpy.typing import NDArray
 from benchmarks.answer_sets import DATA, load_answer_set
 from build_engines.cli import render
 from build_engines.deployment import Deployment
+from config.settings import Settings
 from contract.model_interface import load_interface
 from harness.gateway import local_stack
 from server.answers.extractive import HEADING_LINE, QUOTED_HEADING
 from server.answers.grounding import Claim, GroundingRules, is_echo, measure_support, normalized
 from server.answers.sentences import citation_numbers, split_sentences, strip_citations
-from server.settings import Settings
 from server.triton.embedder import TritonEmbedder
 
 __all__ = ["CONFIGS", "Scorer"]
@@ -176,7 +176,9 @@ class Scorer:
         }
 
     async def key_point_stated(self, point: str, answer: list[Claim]) -> bool:
-        rules = GroundingRules(min_lexical=KEY_POINT_LEXICAL, min_semantic=self.rules.min_semantic)
+        rules = GroundingRules(
+            min_lexical=KEY_POINT_LEXICAL, min_semantic=self.rules.min_semantic, unsupported=self.rules.unsupported
+        )
         claim = Claim.of(point)
         if not answer:
             return False
@@ -290,7 +292,7 @@ async def _main(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     rows = load_answer_set(args.set)[: args.limit or None]
     results: dict[str, dict[str, Any]] = {}
-    rules = settings.grounding_rules
+    rules = GroundingRules.from_settings(settings)
     interface = load_interface(settings.resolved_model_interface).embedder
     for name in args.configs.split(","):
         print(f"{name}: {len(rows)} questions", flush=True)

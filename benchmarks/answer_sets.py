@@ -27,10 +27,10 @@ from pathlib import Path
 from benchmarks.eval_sets import sample as draw
 from benchmarks.eval_sets import test_half, title_keywords, used_fiches, writer_view
 from build_engines.fetch import CORPUS, fetch
+from config.settings import Settings
 from corpus.analysis import FrenchAnalyzer
 from corpus.ingest import load_fiches
 from corpus.records import Fiche
-from server.settings import Settings
 
 __all__ = ["DATA", "load_answer_set"]
 

@@ -29,10 +29,10 @@ from typing import Any
 
 import msgspec
 
+from config.settings import Settings
 from contract.model_interface import load_interface
 from server.http.app import create_app
 from server.runtime import serving
-from server.settings import Settings
 from server.triton.generator import Generated
 
 PUBLISHED_TOKENS_PER_S = 3538.0  # TensorRT-LLM, Llama-3.1-8B FP8, one H200, offline 2048/128

@@ -26,8 +26,8 @@ import tritonclient.grpc.aio as grpcaio
 from _common import closed_loop, corpus_questions
 
 from build_engines.repository import ModelSpec, render_model
+from config.settings import Settings
 from inference.embedding import EncoderTokenizer, bucket_width
-from server.settings import Settings
 from server.triton.process import TritonPorts, TritonProcess
 
 MODEL = "embedder_tokenize"

@@ -45,11 +45,11 @@ from typing import Any
 import numpy as np
 
 from build_engines.fetch import CORPUS, fetch
+from config.settings import Settings
 from corpus.analysis import FrenchAnalyzer
 from corpus.index import SearchIndex, load_index
 from corpus.ingest import load_fiches
 from corpus.records import AUDIENCES, Fiche
-from server.settings import Settings
 
 __all__ = ["SAMPLE_SEED", "test_half", "title_keywords", "writer_view"]
 

@@ -27,8 +27,8 @@ from _common import closed_loop, corpus_questions
 from albert_proto.v1 import answers_pb2 as pb
 from albert_proto.v1 import answers_pb2_grpc as pb_grpc
 
+from config.settings import Settings
 from harness.gateway import local_stack
-from server.settings import Settings
 
 
 async def _measure(call: Callable[[str], Awaitable[None]], queries: list[str], concurrency: int) -> dict[str, float]:

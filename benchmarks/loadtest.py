@@ -51,8 +51,8 @@ from albert_client import AsyncAnswerClient
 from albert_client.errors import AlbertError
 from albert_client.types import Answer, Delta
 
+from config.settings import Settings
 from harness.gateway import local_stack
-from server.settings import Settings
 
 KINDS = ("search", "answer", "answer-stream", "grpc-search", "grpc-answer-stream")
 MONTHLY_AVERAGE, MONTHLY_PEAK = 1.1, 5.6  # requests/s: 800,000 a month over office hours, and its peak

@@ -24,8 +24,8 @@ from pathlib import Path
 import httpx
 from _common import corpus_questions
 
+from config.settings import Settings
 from harness.gateway import local_stack
-from server.settings import Settings
 
 
 async def _load(url: str, queries: list[str], concurrency: int, seconds: float) -> int:

@@ -50,8 +50,8 @@ from albert_client import AnswerClient
 from albert_proto.v1 import answers_pb2 as pb
 
 from benchmarks._common import corpus_questions, percentile
+from config.settings import Settings
 from harness.gateway import ServeProcess
-from server.settings import Settings
 
 PARTS = ("fuzz", "overload", "fault", "slow")
 _ACRONYMS = ["CAF", "APL", "RSA", "CPAM", "URSSAF", "1234567890", "n°", "12,5 %", "€", "-", "/", "AAH", "MDPH"]

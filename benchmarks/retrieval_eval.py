@@ -33,10 +33,10 @@ import numpy as np
 from numpy.typing import NDArray
 from rich.console import Console
 
+from config.settings import Settings
 from corpus.index import SearchIndex, load_index
 from corpus.questions import evaluation_fiches
 from server.search.retrieval.search import HybridSearcher, SearchParams
-from server.settings import Settings
 
 __all__ = ["Question", "Scores", "evaluate", "load_set", "score"]
 

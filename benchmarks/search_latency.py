@@ -27,9 +27,9 @@ from rich.console import Console
 
 from build_engines.cli import build_embedder, render
 from build_engines.fetch import CORPUS, fetch
+from config.settings import Settings
 from corpus.cli import run_ingest
 from harness.gateway import GatewayProcess
-from server.settings import Settings
 from server.triton.process import TritonPorts, TritonProcess
 
 PREVIOUS = {"ALBERT_EMBEDDER": "e5-small", "ALBERT_DENSE_SCOPE": "heads", "ALBERT_AUDIENCE_FILTER": "strict"}

@@ -33,9 +33,9 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcaio
 from _common import closed_loop, corpus_questions
 
+from config.settings import Settings
 from harness.gateway import GatewayProcess, local_stack
 from inference.embedding import Encoder
-from server.settings import Settings
 
 MODEL = "embedder"
 LEVELS = (1, 64)

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -39,8 +40,8 @@ from build_engines.repository import render_repository
 from build_engines.templates import TemplateError
 from build_engines.trtllm_build import build_engine
 from build_engines.versions import deploy, publish_version
+from config.settings import Settings, SettingsError, set_up_values
 from corpus.ingest import load_fiches, progress_bars
-from server.settings import Settings, SettingsError
 
 __all__ = ["main"]
 
@@ -161,6 +162,8 @@ def setup(settings: Settings, console: Console) -> None:
     if settings.query_embedding_dir is not None:
         query_tower(settings, console)
     repository = render(settings)
+    # What the gateway checks its settings against (config.settings.check_set_up).
+    settings.set_up_record.write_text(json.dumps(set_up_values(settings), indent=2) + "\n")
     console.print(f"[green]model repository rendered[/] -> {repository}")
 
 

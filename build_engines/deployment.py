@@ -49,7 +49,7 @@ from typing import Literal
 import msgspec
 
 from build_engines.generator import GENERATORS, GeneratorBuild
-from server.settings import Settings
+from config.settings import Settings
 
 __all__ = [
     "TRTLLM_MODEL_FILES",

@@ -13,8 +13,8 @@ from numpy.typing import NDArray
 from rich.console import Console
 
 from build_engines.fetch import CORPUS
+from config.settings import Settings, SettingsError
 from corpus.ingest import IngestReport, ingest
-from server.settings import Settings, SettingsError
 
 __all__ = ["main", "run_ingest"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from server.settings import Settings
+from config.settings import Settings
 from server.triton.process import TritonPorts, TritonProcess, free_port
 
 __all__ = ["GatewayProcess", "ServeProcess", "local_stack", "pids_with"]

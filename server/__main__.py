@@ -22,12 +22,12 @@ from types import FrameType
 
 import uvicorn
 
+from config.settings import Settings, SettingsError, check_set_up
 from contract.model_interface import InterfaceError, load_interface
 from server.http.access_log import AccessLog
 from server.http.app import create_app
 from server.http.protocol import with_head_timeout
 from server.runtime import serving
-from server.settings import Settings, SettingsError
 from server.triton.process import TritonPorts, TritonProcess
 from server.triton.supervisor import PortTaken, Supervisor, check_ports_free
 
@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         load_interface(settings.resolved_model_interface)  # says what to do when the repository is not rendered
+        check_set_up(settings)  # a build or ingest setting changed since set-up would not take effect
         if args.command == "gateway":
             _gateway_server(settings).run()
             return 0

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from config.settings import Settings
 from contract.model_interface import GeneratorInterface, ModelInterface, load_interface
 from corpus.index import Manifest, load_index
 from server.answers.chat import ChatFormat
@@ -27,7 +28,6 @@ from server.errors import ApiError
 from server.metrics import GatewayMetrics
 from server.schemas import HealthStatus
 from server.search.service import Embedder, SearchService
-from server.settings import Settings
 from server.triton.batching import MicroBatcher
 from server.triton.embedder import TritonEmbedder
 from server.triton.generator import TritonGenerator

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from build_engines.fetch import CORPUS
-from server.settings import Settings
+from config.settings import Settings
 from server.triton.process import TritonProcess
 from tests.servers import Gateway, start_triton
 

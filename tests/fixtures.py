@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+from config.settings import Settings
 from server.search.retrieval.search import SearchParams
-from server.settings import Settings
 from server.triton.generator import Generated, GenerationParams
 
 RRF = SearchParams.from_settings(Settings(embedder="e5-small"))

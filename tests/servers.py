@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from config.settings import Settings
 from harness.gateway import GatewayProcess
-from server.settings import Settings
 from server.triton.process import TritonPorts, TritonProcess
 
 __all__ = ["Gateway", "start_triton"]

@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from config.settings import Settings
 from corpus.analysis import FrenchAnalyzer
 from server.answers.sentences import citation_numbers, split_sentences, strip_citations
 
@@ -67,10 +68,20 @@ _analyze = FrenchAnalyzer()
 
 @dataclass(frozen=True, slots=True)
 class GroundingRules:
-    min_lexical: float = 0.5  # share of the sentence's content words found in the passage
-    min_semantic: float = 0.72  # cosine to the passage's closest sentence (EmbeddingGemma, passage-passage)
+    min_lexical: float  # share of the sentence's content words found in the passage
+    min_semantic: float  # cosine to the passage's closest sentence
+    unsupported: Literal["remove", "mark"]
     echo_overlap: float = 0.8  # share of the sentence's content words taken from the question
-    unsupported: Literal["remove", "mark"] = "remove"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GroundingRules:
+        """The served rules: ``grounding_min_semantic`` or the chosen embedder's calibrated cosine."""
+        semantic = settings.grounding_min_semantic
+        return cls(
+            min_lexical=settings.grounding_min_lexical,
+            min_semantic=settings.embedder_defaults.grounding_min_semantic if semantic is None else semantic,
+            unsupported=settings.answer_unsupported,
+        )
 
 
 @dataclass(frozen=True, slots=True)

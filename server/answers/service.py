@@ -18,6 +18,7 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
+from config.settings import Settings
 from corpus.records import Chunk, Fiche
 from server.admission import Ticket
 from server.answers.bundle import order_fiches, practical_links, related_questions
@@ -25,7 +26,7 @@ from server.answers.chat import ChatFormat
 from server.answers.citations import check_citations
 from server.answers.extractive import PassageKey, Selection, render_quotes, select_quotes
 from server.answers.generator import Generated, GenerationParams, Generator
-from server.answers.grounding import NOTHING_SUPPORTED, Grounded, ground
+from server.answers.grounding import NOTHING_SUPPORTED, Grounded, GroundingRules, ground
 from server.answers.guard import guard_answer
 from server.answers.prompt import NO_ANSWER, PromptSource, QuestionTooLong, build_prompt
 from server.answers.relevance import is_covered
@@ -48,7 +49,6 @@ from server.schemas import (
 )
 from server.search.retrieval.search import FicheHit
 from server.search.service import SearchService, ms
-from server.settings import Settings
 
 __all__ = ["AnswerPreview", "AnswerService", "Delta", "Generator", "Prepared"]
 
@@ -152,7 +152,7 @@ class AnswerService:
         self.search = search
         self.generator = generator
         self.chat = chat
-        self.rules = settings.grounding_rules
+        self.rules = GroundingRules.from_settings(settings)
         self.chunks_of = _chunks_by_fiche(list(search.index.chunks.values()))
         # Sentences of the fiches, embedded once: the same fiches come back for many questions.
         self.sentence_vectors: LruCache[NDArray[np.float32]] = LruCache(settings.cache_entries * 16)

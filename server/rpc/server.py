@@ -28,13 +28,13 @@ from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from config.settings import Settings
 from server.answers.service import AnswerPreview, AnswerService, Delta
 from server.errors import ApiError, InvalidRequest
 from server.rpc import convert
 from server.runtime import Services
 from server.schemas import AnswerResponse
 from server.search.service import SearchService
-from server.settings import Settings
 
 __all__ = ["SERVICE_NAME", "RunningServer", "start_grpc_server"]
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from config.settings import Settings
 from corpus.index import SearchIndex
 from corpus.records import AUDIENCES
 from server.cache import LruCache
@@ -32,7 +33,6 @@ from server.schemas import (
     related_question,
 )
 from server.search.retrieval.search import FicheHit, HybridSearcher, Retrieval, SearchParams
-from server.settings import Settings
 
 log = logging.getLogger(__name__)
 

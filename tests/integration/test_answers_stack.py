@@ -20,11 +20,11 @@ import pytest
 from albert_client import AsyncAnswerClient
 from albert_client.errors import Overloaded
 
+from config.settings import Settings
 from contract.model_interface import load_interface
 from server.answers.extractive import HEADING_LINE, QUOTED_HEADING
-from server.answers.grounding import ground
+from server.answers.grounding import GroundingRules, ground
 from server.answers.sentences import citation_numbers, split_sentences, strip_citations
-from server.settings import Settings
 from server.triton.embedder import TritonEmbedder
 from server.triton.process import TritonProcess
 from tests.servers import Gateway
@@ -130,7 +130,7 @@ def _check_grounded(body: dict[str, Any], settings: Settings, triton: TritonProc
             return await embedder.embed(texts, "passage")
 
         cited = "\n".join(s.text for s in shown)
-        return await ground(cited, body["question"], passages, vectors, settings.grounding_rules)
+        return await ground(cited, body["question"], passages, vectors, GroundingRules.from_settings(settings))
 
     rechecked = asyncio.run(again())
     assert rechecked.kept == len(shown), (text, rechecked.sentences)

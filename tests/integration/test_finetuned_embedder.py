@@ -19,9 +19,9 @@ from build_engines.cli import render
 from build_engines.deployment import Deployment
 from build_engines.finetune.pairs import mine_pairs, write_bundle
 from build_engines.gemma.build import PREFIXES, GemmaBuild, build_env
+from config.settings import Settings
 from corpus.index import load_index
 from inference.embedding import Encoder
-from server.settings import Settings
 from server.triton.process import TritonPorts, TritonProcess
 
 ROOT = Path(__file__).resolve().parents[2]

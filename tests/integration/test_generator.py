@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from build_engines.generator import GeneratorBuild, generator_is_built
+from config.settings import Settings
 from inference.generator import Finished, LocalGenerator
 from server.answers.chat import ChatFormat
-from server.settings import Settings
 
 QUESTION = [
     {"role": "system", "content": "Réponds en français, en une phrase."},

@@ -17,7 +17,7 @@ from albert_client import TLS, AnswerBundle, AnswerClient, DeadlineExceeded, Del
 from albert_client.types import Answer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from server.settings import Settings
+from config.settings import Settings
 from server.triton.process import TritonProcess
 from tests.integration.test_answers_stack import (
     LONG,

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import tritonclient.grpc as grpcclient
 
-from server.settings import Settings
+from config.settings import Settings
 from server.triton.process import TritonProcess
 from tests.servers import Gateway
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from albert_client import AnswerClient
 
-from server.settings import Settings
+from config.settings import Settings
 from server.triton.process import TritonProcess
 from tests.servers import Gateway
 

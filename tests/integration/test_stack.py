@@ -16,8 +16,8 @@ import tritonclient.grpc as grpcclient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
+from config.settings import Settings
 from harness.gateway import ServeProcess
-from server.settings import Settings
 from server.triton.process import TritonPorts, TritonProcess
 from tests.servers import Gateway, start_triton
 

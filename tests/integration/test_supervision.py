@@ -1,10 +1,11 @@
 """The embedded default as a service manager runs it (``python -m server serve``, real tritonserver and
-gateway): a start with Triton's ports taken fails with a clear message, and tritonserver killed under load
-comes back on its own while every request in the meantime gets a clear 503 (none hangs, none is a 500) and
-a streamed answer being drafted ends with an error event."""
+gateway): a start with Triton's ports taken, or with a build setting set-up did not build with, fails with a
+clear message, and tritonserver killed under load comes back on its own while every request in the meantime
+gets a clear 503 (none hangs, none is a 500) and a streamed answer being drafted ends with an error event."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import httpx
 
+from config.settings import Settings
 from harness.gateway import ServeProcess, pids_with
 from server.triton.process import free_port
 
@@ -40,6 +42,20 @@ def test_a_start_with_tritons_port_taken_fails_with_a_clear_message(tmp_path: Pa
     output = serve.output()
     assert f"port {port} (Triton gRPC) on 127.0.0.1 is already in use" in output
     assert "ALBERT_TRITON_GRPC_URL" in output and "Gateway on" not in output
+
+
+def test_a_start_with_a_build_setting_changed_since_set_up_is_refused(tmp_path: Path) -> None:
+    recorded = json.loads(Settings.from_env().set_up_record.read_text())  # written by the set-up CI ran
+    threads = 1 if recorded["generator_threads"] != 1 else 2
+    serve = ServeProcess(tmp_path / "serve.log", ALBERT_GENERATOR_THREADS=str(threads))
+    try:
+        returncode = serve.process.wait(timeout=60)
+    finally:
+        serve.stop()
+    assert returncode == 2
+    output = serve.output()
+    assert f"ALBERT_GENERATOR_THREADS={threads} (set-up built with {recorded['generator_threads']})" in output
+    assert "python -m build_engines setup" in output and "Starting tritonserver" not in output
 
 
 def test_tritonserver_killed_under_load_is_restarted_and_the_gateway_is_ready_again(tmp_path: Path) -> None:

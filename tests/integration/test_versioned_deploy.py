@@ -13,7 +13,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 
 from build_engines.versions import DeployError, deploy, publish_version, versions
-from server.settings import Settings
+from config.settings import Settings
 from server.triton.process import TritonPorts, TritonProcess
 
 MODEL = "embedder"

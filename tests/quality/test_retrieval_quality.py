@@ -29,10 +29,10 @@ from benchmarks.retrieval_eval import (
     through_gateway,
     title_set,
 )
+from config.settings import Settings
 from corpus.index import load_index
 from server.answers.relevance import is_covered
 from server.search.retrieval.search import HybridSearcher, SearchParams
-from server.settings import Settings
 from server.triton.process import TritonProcess
 from tests.servers import Gateway
 

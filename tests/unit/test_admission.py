@@ -19,11 +19,11 @@ import uvicorn
 from albert_client import AsyncAnswerClient
 from albert_client.errors import Overloaded as ClientOverloaded
 
+from config.settings import Settings, SettingsError
 from server.admission import Gate
 from server.errors import Overloaded
 from server.http.app import create_app
 from server.runtime import serving
-from server.settings import Settings, SettingsError
 from server.triton.process import free_port
 from tests.fixtures import HashEmbedder, ScriptedGenerator, write_mini_stack
 

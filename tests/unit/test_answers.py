@@ -14,6 +14,7 @@ import pytest
 from litestar.testing import TestClient
 from rich.console import Console
 
+from config.settings import Settings
 from corpus.ingest import ingest
 from server.answers.chat import ChatFormat
 from server.answers.grounding import NOTHING_SUPPORTED
@@ -21,7 +22,6 @@ from server.answers.prompt import NO_ANSWER
 from server.errors import BackendTimeout, BackendUnavailable, Overloaded
 from server.http.app import create_app
 from server.runtime import serving
-from server.settings import Settings
 from server.triton.generator import GenerationParams
 from tests.fixtures import HashEmbedder, ScriptedGenerator, hashing_embed, write_mini_corpus, write_word_tokenizer
 

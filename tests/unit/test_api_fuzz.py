@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 from litestar.testing import TestClient
 from schemathesis.checks import positive_data_acceptance
 
+from config.settings import Settings
 from server.http.app import create_app
 from server.runtime import serving
-from server.settings import Settings
 from tests.fixtures import (
     HashEmbedder,
     ScriptedGenerator,

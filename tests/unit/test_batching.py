@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 
+from config.settings import Settings
 from corpus.index import load_index
 from corpus.ingest import ingest
 from server.cache import LruCache
@@ -26,7 +27,6 @@ from server.http.app import create_app
 from server.metrics import GatewayMetrics
 from server.runtime import serving
 from server.search.service import Retrieved, SearchService
-from server.settings import Settings
 from server.triton.batching import MicroBatcher
 from tests.fixtures import HashEmbedder, ScriptedGenerator, hashing_embed, write_mini_corpus
 

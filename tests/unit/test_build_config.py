@@ -8,7 +8,7 @@ import pytest
 
 from build_engines.fetch import Artifact, FetchError, fetch
 from build_engines.templates import TemplateError, parse_model_config, placeholders, render
-from server.settings import Settings, SettingsError
+from config.settings import Settings, SettingsError
 
 
 def test_render_fails_on_missing_and_unknown_keys() -> None:

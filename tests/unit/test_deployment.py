@@ -13,7 +13,7 @@ from build_engines.cli import render
 from build_engines.deployment import Deployment, DeploymentError, load_deployment
 from build_engines.generator import GeneratorBuild
 from build_engines.templates import parse_model_config
-from server.settings import Settings
+from config.settings import Settings
 
 
 @pytest.fixture

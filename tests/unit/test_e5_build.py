@@ -29,8 +29,8 @@ from build_engines.e5.onnx_graph import build_onnx_model
 from build_engines.e5.reference import reference_embed
 from build_engines.e5.tokenizer import UnigramVocab, build_tokenizer
 from build_engines.e5.weights import E5Config, E5Weights, expected_shapes, layer_tensor_names
+from config.settings import Settings
 from inference.embedding import Encoder, EncoderTokenizer, bucket_width
-from server.settings import Settings
 
 # ---------------------------------------------------------------------------------------------- fixtures
 

@@ -13,7 +13,7 @@ from server.answers.sentences import citation_numbers, split_sentences, strip_ci
 from tests.fixtures import hashing_embed
 
 # With bag-of-words vectors a copy scores 1 and a sentence sharing half its words about 0.5.
-RULES = GroundingRules(min_lexical=0.5, min_semantic=0.5)
+RULES = GroundingRules(min_lexical=0.5, min_semantic=0.5, unsupported="remove")
 
 PASSAGES = [
     "Vous devez déclarer le vol au commissariat de police ou à la gendarmerie. "

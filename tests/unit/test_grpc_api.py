@@ -33,12 +33,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
+from config.settings import Settings
 from server import schemas
 from server.errors import BackendUnavailable
 from server.errors import Overloaded as ServerOverloaded
 from server.http.app import create_app
 from server.runtime import serving
-from server.settings import Settings
 from server.triton.process import free_port
 from tests.fixtures import (
     HashEmbedder,

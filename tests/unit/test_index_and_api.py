@@ -19,13 +19,13 @@ from hypothesis import strategies as st
 from litestar.testing import TestClient
 from rich.console import Console
 
+from config.settings import Settings
 from corpus.index import load_index, unit_text
 from corpus.ingest import ingest
 from server.errors import BackendTimeout, BackendUnavailable
 from server.http.app import create_app
 from server.runtime import serving
 from server.search.retrieval.search import HybridSearcher
-from server.settings import Settings
 from tests.fixtures import RRF, HashEmbedder, hashing_embed, write_mini_corpus
 
 

@@ -9,7 +9,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-OURS = ("server", "corpus", "build_engines", "contract", "inference", "harness", "benchmarks", "tests", "clients")
+OURS = (
+    "config",
+    "server",
+    "corpus",
+    "build_engines",
+    "contract",
+    "inference",
+    "harness",
+    "benchmarks",
+    "tests",
+    "clients",
+)
 
 
 def _imports(package: str) -> dict[str, set[str]]:
@@ -39,7 +50,7 @@ def _offenders(package: str, forbidden: tuple[str, ...], *, within: str = "") ->
 
 
 def test_the_product_never_imports_the_test_and_benchmark_launchers() -> None:
-    for package in ("server", "corpus", "build_engines", "contract", "inference"):
+    for package in ("config", "server", "corpus", "build_engines", "contract", "inference"):
         assert _offenders(package, ("harness", "tests", "benchmarks")) == []
 
 
@@ -74,8 +85,10 @@ def test_only_the_wiring_and_the_launcher_import_a_front_end(front_end: str) -> 
     assert importers <= {"server.runtime", "server.__main__"}
 
 
-def test_corpus_and_build_engines_reach_into_server_only_for_its_settings() -> None:
-    # The one crossing left: the settings tree is still server.settings (issue 13, step 3, moves it).
+def test_ingestion_and_the_builds_never_import_the_gateway() -> None:
     for package in ("corpus", "build_engines"):
-        reached = {line.split(" imports ")[1] for line in _offenders(package, ("server",))}
-        assert reached <= {"server.settings"}, reached
+        assert _offenders(package, ("server",)) == []
+
+
+def test_the_settings_import_nothing_of_ours() -> None:
+    assert _offenders("config", tuple(package for package in OURS if package != "config")) == []

@@ -15,10 +15,10 @@ from rich.console import Console
 from benchmarks.retrieval_eval import first_rank, load_set, markdown_table, score
 from build_engines.cli import query_tower
 from build_engines.finetune.pairs import mine_pairs, read_pairs, write_bundle
+from config.settings import Settings, SettingsError
 from corpus.index import load_index, topic_texts, unit_text
 from corpus.ingest import ingest, load_fiches
 from server.search.retrieval.search import HybridSearcher, SearchParams
-from server.settings import Settings, SettingsError
 from tests.fixtures import RRF, hashing_embed, write_mini_corpus
 
 

@@ -26,12 +26,12 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from config.settings import Settings
 from corpus.analysis import FrenchAnalyzer
 from corpus.index import SearchIndex
 from corpus.records import Chunk, Fiche
 from server.search.retrieval.expansion import QueryExpander
 from server.search.retrieval.rrf import rrf
-from server.settings import Settings
 
 __all__ = ["ExcerptHit", "FicheHit", "HybridSearcher", "Retrieval", "SearchParams"]
 

@@ -1,23 +1,35 @@
 """The one settings tree. Read once at start-up (``Settings.from_env``) and passed down.
 
 Every field maps to one environment variable ``ALBERT_<FIELD>``; nothing else in the project reads the
-environment for configuration.
+environment for configuration. Each field belongs to one section (``SECTIONS``), which says where it takes
+effect: ``paths``, ``gateway``, ``search`` and ``answers`` when the gateway starts; ``ingest`` and ``build``
+when set-up builds the models, the Triton repository and the index. Set-up records the values it built with
+(``Settings.set_up_record``); the gateway refuses to start when the environment sets one of those to another
+value (``check_set_up``): it would not take effect. ``docs/settings.md`` is generated from this file
+(``python -m config.reference``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 
-if TYPE_CHECKING:
-    from server.answers.grounding import GroundingRules
-
-__all__ = ["EMBEDDER_DEFAULTS", "EmbedderDefaults", "Settings", "SettingsError"]
+__all__ = [
+    "EMBEDDER_DEFAULTS",
+    "SECTIONS",
+    "SET_UP_SECTIONS",
+    "EmbedderDefaults",
+    "Settings",
+    "SettingsError",
+    "check_set_up",
+    "set_up_values",
+]
 
 
 class SettingsError(ValueError):
@@ -59,6 +71,83 @@ EMBEDDER_DEFAULTS = {
         grounding_min_semantic=0.72,
     ),
 }
+
+
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "paths": ("cache_dir", "index_dir", "model_interface", "generator_tokenizer_dir"),
+    "gateway": (
+        "http_host",
+        "http_port",
+        "http_head_timeout_s",
+        "drain_s",
+        "access_log",
+        "log_questions",
+        "grpc_host",
+        "grpc_port",
+        "grpc_max_receive_bytes",
+        "grpc_max_send_bytes",
+        "grpc_max_concurrent_streams",
+        "grpc_keepalive_s",
+        "grpc_tls_cert",
+        "grpc_tls_key",
+        "grpc_tls_client_ca",
+        "triton_grpc_url",
+        "triton_http_port",
+        "triton_metrics_port",
+        "triton_timeout_s",
+        "triton_restarts",
+        "answers_max_active",
+        "answers_max_waiting",
+        "search_max_active",
+        "search_max_waiting",
+        "embed_batch_max",
+        "embed_batch_wait_ms",
+        "cache_entries",
+    ),
+    "search": (
+        "max_query_chars",
+        "default_k",
+        "max_k",
+        "audience_filter",
+        "other_audience_penalty",
+        "other_audience_weight",
+        "fusion",
+        "lexical_boost",
+        "dense_weight",
+        "dense_query_expansion",
+        "dense_feedback",
+        "candidates",
+        "rrf_k",
+        "excerpts_per_fiche",
+    ),
+    "answers": (
+        "answer_mode",
+        "answer_fiches",
+        "answer_prompt_tokens",
+        "answer_default_max_tokens",
+        "answer_max_tokens",
+        "answer_min_supported",
+        "answer_unsupported",
+        "grounding_min_lexical",
+        "grounding_min_semantic",
+        "relevance_min_dense",
+        "relevance_min_lexical",
+        "generator_timeout_s",
+    ),
+    "ingest": ("embedder", "embedder_finetuned", "query_tower", "finetune_pairs", "passage_max_tokens", "dense_scope"),
+    "build": (
+        "embedding_precision",
+        "embed_threads",
+        "generator_model",
+        "generator_threads",
+        "generator_workers",
+        "generator_max_queue",
+    ),
+}
+"""Every field in exactly one section (tests/unit/test_settings.py), in the order docs/settings.md lists them."""
+
+SET_UP_SECTIONS = ("ingest", "build")
+"""The sections that take effect when set-up runs (``python -m build_engines setup``), not when the gateway starts."""
 
 
 def _default_cache() -> Path:
@@ -411,23 +500,17 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         return self.passage_max_tokens or self.embedder_defaults.passage_max_tokens
 
     @property
-    def grounding_rules(self) -> GroundingRules:
-        """The sentence-level grounding check's rules (server/answers/grounding.py)."""
-        from server.answers.grounding import GroundingRules
-
-        semantic = self.grounding_min_semantic
-        return GroundingRules(
-            min_lexical=self.grounding_min_lexical,
-            min_semantic=self.embedder_defaults.grounding_min_semantic if semantic is None else semantic,
-            unsupported=self.answer_unsupported,
-        )
-
-    @property
     def min_dense_cosine(self) -> float:
         """``relevance_min_dense``, or the chosen embedder's calibrated value."""
         if self.relevance_min_dense is not None:
             return self.relevance_min_dense
         return self.embedder_defaults.min_dense_cosine
+
+    @property
+    def set_up_record(self) -> Path:
+        """What set-up built the served repository with: the values of its sections' fields (JSON, next to the
+        model interface file; a repository rendered by other means has none), read by ``check_set_up``."""
+        return self.resolved_model_interface.with_name("albert_set_up.json")
 
     @property
     def repository_dir(self) -> Path:
@@ -449,3 +532,32 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
             # msgspec names the field as "$.http_port"; say which variable to fix.
             message = re.sub(r"`?\$\.(\w+)`?", lambda m: f"ALBERT_{m.group(1).upper()}", str(exc))
             raise SettingsError(f"invalid setting: {message}") from exc
+
+
+def set_up_values(settings: Settings) -> dict[str, Any]:
+    """The values of the set-up sections' fields, as set-up records them."""
+    values: dict[str, Any] = msgspec.to_builtins(settings, enc_hook=str)
+    return {name: values.get(name) for section in SET_UP_SECTIONS for name in SECTIONS[section]}
+
+
+def check_set_up(settings: Settings, environ: Mapping[str, str] | None = None) -> None:
+    """Refuse a setting of the set-up sections that the environment sets to another value than the one set-up built
+    with: the models, the Triton repository and the index would not follow it. Skipped when set-up left no record
+    (a repository rendered elsewhere, e.g. a GPU host's)."""
+    environ = os.environ if environ is None else environ
+    try:
+        recorded = json.loads(settings.set_up_record.read_text())
+    except (OSError, ValueError):
+        return
+    wanted = set_up_values(settings)
+    wrong = [
+        f"ALBERT_{name.upper()}={environ[f'ALBERT_{name.upper()}']} (set-up built with {recorded[name]!r})"
+        for name, value in wanted.items()
+        if f"ALBERT_{name.upper()}" in environ and name in recorded and recorded[name] != value
+    ]
+    if wrong:
+        raise SettingsError(
+            f"{'; '.join(wrong)}: these settings take effect when set-up builds the models, the Triton repository "
+            "and the index, not when the gateway starts. Run `python -m build_engines setup` with them first "
+            f"(it records what it built in {settings.set_up_record}), or unset them."
+        )
