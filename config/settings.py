@@ -47,7 +47,8 @@ class EmbedderDefaults(msgspec.Struct, frozen=True):
     loses: it reads them better unaided)."""
     min_dense_cosine: float
     """The coverage rule's threshold (``Settings.min_dense_cosine`` unless ``relevance_min_dense`` is set),
-    calibrated on the dev split, the situational set, one-word queries and the off-topic set (README)."""
+    calibrated on the dev split, the situational set, one-word queries and the off-topic set
+    (docs/architecture.md, "Answers")."""
     passage_max_tokens: int
     grounding_min_semantic: float
     """The grounding check's cosine threshold (``Settings.grounding_min_semantic`` overrides it)."""
@@ -144,7 +145,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
         "generator_max_queue",
     ),
 }
-"""Every field in exactly one section (tests/unit/test_settings.py), in the order docs/settings.md lists them."""
+"""Every field in exactly one section (tests/unit/config/test_settings.py), in the order docs/settings.md lists them."""
 
 SET_UP_SECTIONS = ("ingest", "build")
 """The sections that take effect when set-up runs (``python -m build_engines setup``), not when the gateway starts."""
@@ -397,7 +398,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
 
     ...or its best whole-fiche BM25 score reaches ``relevance_min_lexical``; otherwise the answer says the
     fiches do not cover it, without generating. Default: the value calibrated for the chosen embedder
-    (README, "Answers"); cosines of different models are not comparable."""
+    (docs/architecture.md, "Answers"); cosines of different models are not comparable."""
 
     relevance_min_lexical: float = 9.0
     """See ``relevance_min_dense``."""

@@ -54,7 +54,9 @@ class GatewayProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.process.returncode} (see {self._log.name})")
+                self._log.flush()
+                tail = Path(self._log.name).read_text(errors="replace")[-1500:]
+                raise RuntimeError(f"gateway exited with {self.process.returncode} ({self._log.name}):\n{tail}")
             try:
                 if httpx.get(f"{self.url}/health/live", timeout=1).status_code == 200:
                     return self

@@ -114,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         load_interface(settings.resolved_model_interface)  # says what to do when the repository is not rendered
         check_set_up(settings)  # a build or ingest setting changed since set-up would not take effect
         if args.command == "gateway":
+            # A taken port is said plainly (exit 2), not as a failed start-up with a traceback (exit 3).
+            check_ports_free({"the gateway's HTTP API": settings.http_port}, settings.http_host)
+            if settings.grpc_port:
+                check_ports_free({"the gateway's gRPC API": settings.grpc_port}, settings.grpc_host)
             _gateway_server(settings).run()
             return 0
         ports = TritonPorts(

@@ -1,3 +1,7 @@
+"""Session fixtures of the real stack (tritonserver, gateways) and the markers: every test under
+tests/integration and tests/quality is marked ``needs_setup`` (it reads what set-up built: the models, the
+rendered repository, the index), so that ``pytest -m "not needs_setup"`` runs what a fresh checkout can."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -8,7 +12,14 @@ import pytest
 from build_engines.fetch import CORPUS
 from config.settings import Settings
 from server.triton.process import TritonProcess
-from tests.servers import Gateway, start_triton
+from tests.support.paths import TESTS
+from tests.support.servers import Gateway, start_triton
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if {"integration", "quality"} & set(Path(str(item.path)).relative_to(TESTS).parts[:1]):
+            item.add_marker(pytest.mark.needs_setup)
 
 
 @pytest.fixture(scope="session")

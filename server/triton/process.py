@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -31,10 +32,38 @@ def _wheel_root() -> Path:
     return Path(pytriton.__file__).resolve().parent / "tritonserver"
 
 
+_given_ports: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel gives outgoing connections (Linux's default where it cannot be read)."""
+    try:
+        low, high = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing listens on, for a server started next (tests, benchmarks, local stacks).
+
+    Taken outside the kernel's ephemeral range: a port from the ephemeral range (what binding port 0 gives)
+    can be handed to an outgoing connection between this choice and the server's bind, and the server then
+    fails to start (seen once in CI: the gateway's gRPC port). Ports already given by this process are not
+    given again."""
+    low, high = _ephemeral_range()
+    candidates = [*range(20000, min(low, 32768)), *range(high + 1, 65536)] or list(range(1024, low))
+    for port in random.sample(candidates, len(candidates)):
+        if port in _given_ports:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _given_ports.add(port)
+        return port
+    raise RuntimeError("no free loopback port outside the ephemeral range")
 
 
 @dataclass(frozen=True, slots=True)

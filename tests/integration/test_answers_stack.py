@@ -27,50 +27,15 @@ from server.answers.grounding import GroundingRules, ground
 from server.answers.sentences import citation_numbers, split_sentences, strip_citations
 from server.triton.embedder import TritonEmbedder
 from server.triton.process import TritonProcess
-from tests.servers import Gateway
-
-QUESTION = "Ma carte d'identité a été volée, que dois-je faire ?"
-LONG = "Explique en détail, étape par étape, toutes les démarches pour créer une association loi 1901."
-
-
-def _metric(triton: TritonProcess, name: str, **labels: str) -> float:
-    text = httpx.get(f"http://127.0.0.1:{triton.ports.metrics}/metrics", timeout=10).text
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"no metric {name} {labels} on Triton's metrics endpoint")
-
-
-def _cancelled(triton: TritonProcess) -> float:
-    return _metric(triton, "albert_generator_requests_total", outcome="cancelled")
-
-
-def _wait_cancelled(triton: TritonProcess, before: float, what: str) -> None:
-    deadline = time.monotonic() + 30  # the prefill cannot be interrupted: the generation stops at the next token
-    while _cancelled(triton) == before:
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
-
-
-def seconds_to_first_text(gateway: Gateway, triton: TritonProcess) -> float:
-    """How long this stack takes, its caches warm, from receiving LONG to streaming its first generated text
-    (each stream is left at once, its generation cancelled and waited for). A client that leaves, or a
-    deadline that passes, half a second later than that lands while the generator is at work on LONG,
-    however fast or loaded the machine."""
-    seconds = 0.0
-    for _ in range(2):  # the first warms the embedding and retrieval caches; the second is timed
-        before = _cancelled(triton)
-        started = time.monotonic()
-        body = {"question": LONG, "max_tokens": 1000, "stream": True}
-        with httpx.stream("POST", f"{gateway.url}/v1/answers", json=body, timeout=120) as response:
-            for line in response.iter_lines():
-                if line == "event: delta":
-                    seconds = time.monotonic() - started
-                    break
-            else:
-                raise AssertionError("the stream ended without generated text")
-        _wait_cancelled(triton, before, "the generator kept going after the stream was left")
-    return seconds
+from tests.support.servers import Gateway
+from tests.support.stack import (
+    LONG,
+    QUESTION,
+    cancelled_generations,
+    metric_value,
+    seconds_to_first_text,
+    wait_cancelled,
+)
 
 
 def _events(lines: list[str]) -> list[tuple[str, dict[str, object]]]:
@@ -255,8 +220,8 @@ def test_streaming_gives_the_same_answer(answer: dict[str, object], drafting_gat
 
 def test_client_disconnect_stops_generation(drafting_gateway: Gateway, triton: TritonProcess) -> None:
     gateway = drafting_gateway
-    cancelled = _metric(triton, "albert_generator_requests_total", outcome="cancelled")
-    tokens = _metric(triton, "albert_generator_tokens_total", kind="completion")
+    cancelled = metric_value(triton, "albert_generator_requests_total", outcome="cancelled")
+    tokens = metric_value(triton, "albert_generator_tokens_total", kind="completion")
     deltas = 0
     with httpx.stream(
         "POST", f"{gateway.url}/v1/answers", json={"question": LONG, "max_tokens": 1000, "stream": True}, timeout=120
@@ -266,17 +231,17 @@ def test_client_disconnect_stops_generation(drafting_gateway: Gateway, triton: T
             if deltas == 3:
                 break  # leaving the block closes the connection
     deadline = time.monotonic() + 20
-    while _metric(triton, "albert_generator_requests_total", outcome="cancelled") == cancelled:
+    while metric_value(triton, "albert_generator_requests_total", outcome="cancelled") == cancelled:
         assert time.monotonic() < deadline, "the generator kept going after the client left"
         time.sleep(0.2)
     # Far fewer than the 1,000 tokens asked for were generated.
-    assert _metric(triton, "albert_generator_tokens_total", kind="completion") - tokens < 100
+    assert metric_value(triton, "albert_generator_tokens_total", kind="completion") - tokens < 100
 
 
 def test_generator_timeout_is_504_and_stops_generation(
     settings: Settings, triton: TritonProcess, tmp_path: Path
 ) -> None:
-    cancelled = _metric(triton, "albert_generator_requests_total", outcome="cancelled")
+    cancelled = metric_value(triton, "albert_generator_requests_total", outcome="cancelled")
     gateway = Gateway(
         settings,
         triton.grpc_url,
@@ -298,7 +263,7 @@ def test_generator_timeout_is_504_and_stops_generation(
         assert response.json()["error"]["code"] == "generator_timeout"
         assert "1 s" in response.json()["error"]["message"]
         deadline = time.monotonic() + 30  # the prefill cannot be interrupted: the generation stops at the next token
-        while _metric(triton, "albert_generator_requests_total", outcome="cancelled") == cancelled:
+        while metric_value(triton, "albert_generator_requests_total", outcome="cancelled") == cancelled:
             assert time.monotonic() < deadline, "generation went on after the deadline"
             time.sleep(0.2)
     finally:
@@ -362,10 +327,10 @@ def test_client_leaving_a_non_streaming_answer_stops_generation(
 ) -> None:
     gateway = drafting_gateway
     leave_after = seconds_to_first_text(gateway, triton) + 0.5
-    cancelled = _cancelled(triton)
+    cancelled = cancelled_generations(triton)
     with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes the connection
         httpx.post(f"{gateway.url}/v1/answers", json={"question": LONG, "max_tokens": 1000}, timeout=leave_after)
-    _wait_cancelled(triton, cancelled, "the generator kept going after the client left")
+    wait_cancelled(triton, cancelled, "the generator kept going after the client left")
     assert httpx.get(f"{gateway.url}/health/live", timeout=5).status_code == 200
 
 

@@ -23,8 +23,8 @@ from config.settings import Settings
 from corpus.index import load_index
 from inference.embedding import Encoder
 from server.triton.process import TritonPorts, TritonProcess
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 TEXTS = ["ma carte d'identité a été volée", "mon patron veut me licencier"]
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -26,9 +25,10 @@ from contract.model_interface import GeneratorInterface, load_interface
 from server.errors import BackendUnavailable
 from server.triton.generator import Generated, GenerationParams, TritonGenerator
 from server.triton.process import TritonPorts, TritonProcess
-from tests.unit.test_profiles import CASES, load_case, make_dirs
+from tests.support.paths import DATA
+from tests.support.profiles import CASES, load_case, make_dirs
 
-DOUBLE = Path(__file__).resolve().parent.parent / "data" / "profile_double" / "1" / "model.py"
+DOUBLE = DATA / "profile_double" / "1" / "model.py"
 TEXT = ["Le", "café", "du", "coin", "ouvre", "à", "huit", "heures", "et", "ferme", "à", "midi", "le", "samedi"]
 LAYOUTS = {
     "llmapi": ("trtllm-llmapi-bf16", {"text_mode": "cumulative", "finish": "llmapi"}),

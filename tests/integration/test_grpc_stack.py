@@ -19,16 +19,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from config.settings import Settings
 from server.triton.process import TritonProcess
-from tests.integration.test_answers_stack import (
+from tests.support.servers import Gateway
+from tests.support.stack import (
     LONG,
     QUESTION,
-    _cancelled,
-    _metric,
-    _wait_cancelled,
+    cancelled_generations,
+    metric_value,
     seconds_to_first_text,
+    wait_cancelled,
 )
-from tests.servers import Gateway
-from tests.tls import make_certificates
+from tests.support.tls import make_certificates
 
 
 def _without(data: object, *keys: str) -> object:
@@ -66,20 +66,20 @@ def test_stream_answer_matches_the_http_bundle(drafting_gateway: Gateway) -> Non
 def test_deadline_exceeded_stops_generation(drafting_gateway: Gateway, triton: TritonProcess) -> None:
     gateway = drafting_gateway
     deadline_s = seconds_to_first_text(gateway, triton) + 0.5
-    cancelled = _cancelled(triton)
+    cancelled = cancelled_generations(triton)
     with AnswerClient(gateway.grpc_target) as rpc:
         started = time.monotonic()
         with pytest.raises(DeadlineExceeded) as raised:
             rpc.answer(LONG, max_tokens=1000, timeout_s=deadline_s)
         assert raised.value.status == "DEADLINE_EXCEEDED"
         assert time.monotonic() - started < deadline_s + 2
-    _wait_cancelled(triton, cancelled, "generation went on after the gRPC deadline")
+    wait_cancelled(triton, cancelled, "generation went on after the gRPC deadline")
 
 
 def test_cancelled_stream_stops_generation(drafting_gateway: Gateway, triton: TritonProcess) -> None:
     gateway = drafting_gateway
-    cancelled = _metric(triton, "albert_generator_requests_total", outcome="cancelled")
-    tokens = _metric(triton, "albert_generator_tokens_total", kind="completion")
+    cancelled = metric_value(triton, "albert_generator_requests_total", outcome="cancelled")
+    tokens = metric_value(triton, "albert_generator_tokens_total", kind="completion")
     with AnswerClient(gateway.grpc_target, timeout_s=120) as rpc:
         events = rpc.stream_answer(LONG, max_tokens=1000)
         deltas = 0
@@ -89,10 +89,10 @@ def test_cancelled_stream_stops_generation(drafting_gateway: Gateway, triton: Tr
                 break
         events.close()
     deadline = time.monotonic() + 20
-    while _metric(triton, "albert_generator_requests_total", outcome="cancelled") == cancelled:
+    while metric_value(triton, "albert_generator_requests_total", outcome="cancelled") == cancelled:
         assert time.monotonic() < deadline, "generation went on after the client cancelled"
         time.sleep(0.2)
-    assert _metric(triton, "albert_generator_tokens_total", kind="completion") - tokens < 100
+    assert metric_value(triton, "albert_generator_tokens_total", kind="completion") - tokens < 100
 
 
 def test_health_is_serving(gateway: Gateway) -> None:

@@ -12,7 +12,7 @@ import tritonclient.grpc as grpcclient
 
 from config.settings import Settings
 from server.triton.process import TritonProcess
-from tests.servers import Gateway
+from tests.support.servers import Gateway
 
 QUERIES = [
     "carte d'identité volée",

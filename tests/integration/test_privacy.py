@@ -15,7 +15,7 @@ from albert_client import AnswerClient
 
 from config.settings import Settings
 from server.triton.process import TritonProcess
-from tests.servers import Gateway
+from tests.support.servers import Gateway
 
 PLANTED = [
     "jean.dupont@exemple.fr",

@@ -19,7 +19,7 @@ from tritonclient.utils import InferenceServerException
 from config.settings import Settings
 from harness.gateway import ServeProcess
 from server.triton.process import TritonPorts, TritonProcess
-from tests.servers import Gateway, start_triton
+from tests.support.servers import Gateway, start_triton
 
 
 def _infer(client: grpcclient.InferenceServerClient, texts: list[str], kind: str = "query") -> np.ndarray:

@@ -4,14 +4,13 @@
 2. The older hand-written situational questions, through the gateway.
 3. Question-type fiches searched by their own title, with those titles hidden from every searchable text.
 4. The coverage rule of /v1/answers (on-topic answered, off-topic refused).
-Thresholds sit a little under the figures measured on 2026-12-03 (README, "Retrieval quality"), so that a
+Thresholds sit a little under the figures measured on 2026-12-03 (docs/retrieval.md), so that a
 regression fails. Figures are printed (run pytest with -s to see them).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -34,9 +33,8 @@ from corpus.index import load_index
 from server.answers.relevance import is_covered
 from server.search.retrieval.search import HybridSearcher, SearchParams
 from server.triton.process import TritonProcess
-from tests.servers import Gateway
-
-DATA = Path(__file__).resolve().parent.parent / "data"
+from tests.support.paths import DATA
+from tests.support.servers import Gateway
 
 
 def _embed_queries(triton: TritonProcess, texts: list[str]) -> np.ndarray:

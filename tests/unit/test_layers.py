@@ -4,11 +4,11 @@ process's wiring in one module, the build ↔ serve contract depending on nothin
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.paths import ROOT
+
 OURS = (
     "config",
     "server",
