@@ -3,7 +3,7 @@
 Covered when the best dense cosine (query vs fiche heads) reaches ``Settings.min_dense_cosine`` OR the best
 whole-fiche BM25 score reaches ``relevance_min_lexical``. The dense threshold is the embedder's own
 (``relevance_min_dense`` when set, else the value calibrated for the embedder on the dev split, the
-situational set, one-word queries and the off-topic set). With EmbeddingGemma int8 (README,
+situational set, one-word queries and the off-topic set). With EmbeddingGemma int8 (docs/architecture.md,
 "Answers", step 2): 207 of 207 on-topic questions of the test split, the situational set and one-word queries
 are covered; 30 of 32 off-topic questions are not. Erring towards "covered" is deliberate: a question the
 fiches do not cover still gets an answer that says so, from the generator's instructions.
