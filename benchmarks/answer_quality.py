@@ -198,7 +198,9 @@ def _p(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 2)
 
 
-def summarize(scored: list[dict[str, Any]], off_topic: list[bool], first: list[float], total: list[float]) -> dict:
+def summarize(
+    scored: list[dict[str, Any]], off_topic: list[bool], first: list[float], total: list[float]
+) -> dict[str, Any]:
     sentences = sum(s["sentences"] for s in scored)
     points = [p for s in scored for p in s["key_points"]]
     return {

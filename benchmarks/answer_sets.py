@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import cast
 
 from benchmarks.eval_sets import sample as draw
 from benchmarks.eval_sets import test_half, title_keywords, used_fiches, writer_view
@@ -110,13 +111,13 @@ def main(argv: list[str] | None = None) -> int:
         (args.work / "fiches").mkdir(parents=True, exist_ok=True)
         for fiche in chosen:
             (args.work / "fiches" / f"{fiche.id}.txt").write_text(writer_view(fiche))
-        rows = [{"fiche_id": f.id, "audience": f.audience, "theme": f.theme} for f in chosen]
-        (args.work / "sample.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1))
+        sampled = [{"fiche_id": f.id, "audience": f.audience, "theme": f.theme} for f in chosen]
+        (args.work / "sample.json").write_text(json.dumps(sampled, ensure_ascii=False, indent=1))
         print(f"{len(chosen)} fiches -> {args.work}/fiches")
         return 0
     for name, rows in assemble(fiches, args.work, split=args.command == "assemble").items():
         (DATA / f"answers_{name}.json").write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n")
-        points = sum(len(r["key_points"]) for r in rows)  # type: ignore[arg-type]
+        points = sum(len(cast("list[str]", r["key_points"])) for r in rows)
         print(f"{name}: {len(rows)} questions, {points} key points")
     return 0
 

@@ -24,16 +24,20 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from config.settings import Settings
 from contract.model_interface import load_interface
+from server.answers.generator import Generated
 from server.http.app import create_app
 from server.runtime import serving
-from server.triton.generator import Generated
+
+if TYPE_CHECKING:
+    import httpx
 
 PUBLISHED_TOKENS_PER_S = 3538.0  # TensorRT-LLM, Llama-3.1-8B FP8, one H200, offline 2048/128
 PUBLISHED_TTFT_2048_S = 0.032
@@ -87,10 +91,11 @@ def measure(settings: Settings, questions: list[str], tokens: int) -> tuple[floa
     app = create_app(partial(serving, measured, embedder=_Vectors(interface.embedder.dim), generator=_Writer(tokens)))
     results = []
     with TestClient(app) as client:
-        for call in (
+        calls: tuple[Callable[[str], httpx.Response], ...] = (
             lambda q: client.get("/v1/search", params={"q": q, "k": 5}),
             lambda q: client.post("/v1/answers", json={"question": q, "max_tokens": tokens, "stream": True}),
-        ):
+        )
+        for call in calls:
             call(questions[0]).raise_for_status()  # warm-up
             started = time.process_time()
             for q in questions:

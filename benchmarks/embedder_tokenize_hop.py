@@ -112,7 +112,7 @@ def main() -> int:
         print(f"concurrency {concurrency}: python hop adds {added:.2f} ms at p50; triton / in-process rps {ratio:.3f}")
     if not args.smoke:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        report = {"machine": platform.platform(), "processor": platform.processor(), "rows": rows}
+        report: dict[str, object] = {"machine": platform.platform(), "processor": platform.processor(), "rows": rows}
         report["seconds"] = round(time.perf_counter() - started, 1)
         args.out.write_text(json.dumps(report, indent=2) + "\n")
         print(f"report: {args.out}")

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from build_engines.fetch import CORPUS, fetch
 from config.settings import Settings
@@ -248,7 +249,7 @@ def pools(index: SearchIndex, asked: list[Asked], *, across: bool, seed: int) ->
     return out
 
 
-def _fiches_of(index: SearchIndex, fiches: np.ndarray) -> list[str]:
+def _fiches_of(index: SearchIndex, fiches: NDArray[np.int32]) -> list[str]:
     """The first ``POOL_DEPTH`` distinct fiches of a ranking of rows (each row given as its fiche's position)."""
     ranked: list[str] = []
     for position in fiches[: 50 * POOL_DEPTH]:

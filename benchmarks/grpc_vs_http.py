@@ -86,7 +86,7 @@ def main() -> int:
     for row in rows:
         pair = [r for r in rows if r["concurrency"] == row["concurrency"]]
         ratio = float(pair[0]["rps"]) / float(pair[1]["rps"])  # type: ignore[arg-type]
-        shown = f"{ratio:>12.2f}x" if row["transport"].startswith("gRPC") else ""  # type: ignore[union-attr]
+        shown = f"{ratio:>12.2f}x" if str(row["transport"]).startswith("gRPC") else ""
         print(
             f"{row['transport']:<22}{row['concurrency']:>5}{row['rps']:>9}{row['p50_ms']:>9}{row['p99_ms']:>9}{shown}"
         )

@@ -393,7 +393,7 @@ def main() -> int:
         if args.http:
             http_url, grpc_target = args.http, args.grpc
         else:
-            _, gateway = stack.enter_context(local_stack(settings, Path(tmp), **env))
+            _, gateway = stack.enter_context(local_stack(settings, Path(tmp), None, **env))
             http_url, grpc_target = gateway.url, args.grpc or gateway.grpc_target
         before = cache_counts(http_url)
         outcomes, ran = asyncio.run(_run(args, http_url, grpc_target, questions))

@@ -41,7 +41,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import quote
 
 import grpc
@@ -313,6 +313,11 @@ class MixedLoad:
             thread.join(timeout=120)
 
 
+class _RetryPolicy(TypedDict, total=False):
+    retries: int
+    backoff_s: float
+
+
 def fault(serve: ServeProcess, questions: list[str], log: Path) -> tuple[dict[str, Any], ServeProcess]:
     with MixedLoad(serve.url, questions) as load:
         time.sleep(3)
@@ -337,7 +342,10 @@ def fault(serve: ServeProcess, questions: list[str], log: Path) -> tuple[dict[st
     }
     # The whole service restarted while clients of the client package keep searching: one with the default
     # retry policy, one patient enough for a restart.
-    policies = {"default": {}, "patient (retries=6, backoff_s=0.5)": {"retries": 6, "backoff_s": 0.5}}
+    policies: dict[str, _RetryPolicy] = {
+        "default": {},
+        "patient (retries=6, backoff_s=0.5)": {"retries": 6, "backoff_s": 0.5},
+    }
     results: dict[str, list[tuple[float, str]]] = {name: [] for name in policies}
     stop = threading.Event()
 

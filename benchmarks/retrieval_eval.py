@@ -136,7 +136,7 @@ def through_gateway(client: httpx.Client) -> Ranker:
     """A running deployment's /v1/search (its own settings, caches and models: e.g. a GPU host's)."""
 
     def rank(q: Question) -> tuple[list[str], float, float]:
-        params = {"q": q.question, "k": 10, **({"audience": q.audience} if q.audience else {})}
+        params: dict[str, str | int] = {"q": q.question, "k": 10, **({"audience": q.audience} if q.audience else {})}
         response = client.get("/v1/search", params=params)
         response.raise_for_status()
         body = response.json()

@@ -18,6 +18,7 @@ checkout named by ``trtllm.all_models``; our configs for them are compared with 
 from __future__ import annotations
 
 import json
+from typing import Literal
 
 from build_engines.deployment import TRTLLM_MODEL_FILES, Deployment, embedding_dim
 from build_engines.repository import ModelSpec, RepositoryPlan
@@ -126,7 +127,7 @@ def _onnx_optimization(deployment: Deployment) -> str:
 
 
 def _generator_interface(
-    deployment: Deployment, *, model: str, batched: bool, text_mode: str, **fields: object
+    deployment: Deployment, *, model: str, batched: bool, text_mode: Literal["delta", "cumulative"], **fields: object
 ) -> GeneratorInterface:
     g = deployment.generator
     return GeneratorInterface(
@@ -134,7 +135,7 @@ def _generator_interface(
         served_model_name=deployment.served_model_name,
         batched=batched,
         streaming=g.streaming,
-        text_mode=text_mode,  # type: ignore[arg-type]
+        text_mode=text_mode,
         tokenizer_dir=g.checkpoint,
         max_input_tokens=g.max_input_len,
         max_output_tokens=g.max_output_len,

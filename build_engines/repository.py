@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,8 +172,10 @@ def _compare_upstream(spec: ModelSpec, config: model_config_pb2.ModelConfig) -> 
         )
 
 
-def _tensors(tensors: object) -> dict[str, model_config_pb2.ModelInput | model_config_pb2.ModelOutput]:
-    return {t.name: t for t in tensors}  # type: ignore[attr-defined]
+def _tensors(
+    tensors: Iterable[model_config_pb2.ModelInput | model_config_pb2.ModelOutput],
+) -> dict[str, model_config_pb2.ModelInput | model_config_pb2.ModelOutput]:
+    return {t.name: t for t in tensors}
 
 
 def check_repository(configs: Mapping[str, model_config_pb2.ModelConfig], interface: ModelInterface) -> None:

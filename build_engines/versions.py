@@ -99,7 +99,7 @@ def deploy(grpc_url: str, model: str, *, timeout_s: float = 600.0) -> str:
             still = f"; still serving version(s) {', '.join(serving)}" if serving else "; no version is serving"
             reason = " ".join((exc.message() or str(exc)).split()).rstrip(";")
             raise DeployError(f"loading {model} failed: {reason}{still}") from exc
-        ready = [
+        ready: list[str] = [
             m.version for m in client.get_model_repository_index().models if m.name == model and m.state == "READY"
         ]
         return max(ready, key=int)

@@ -15,9 +15,10 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
+from numpy.typing import NDArray
 
 from inference.generator import Finished
 
@@ -25,7 +26,7 @@ __all__ = ["GenerationPool", "GenerationRequest", "Limits", "Reply", "StreamFn",
 
 log = logging.getLogger("albert.generator")
 
-GetInput = Callable[[str], "np.ndarray | None"]
+GetInput = Callable[[str], "NDArray[Any] | None"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from inference.embedding import Kind
 
 __all__ = ["EmbedItem", "decode_strings", "embed_items"]
 
-KINDS = ("query", "passage")
+KINDS: tuple[Kind, ...] = ("query", "passage")
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +28,7 @@ class EmbedItem:
     kind: str
 
 
-def decode_strings(array: np.ndarray, name: str) -> list[str]:
+def decode_strings(array: NDArray[Any], name: str) -> list[str]:
     """A BYTES tensor of shape [n] or [n, 1] -> n non-empty UTF-8 strings; ValueError otherwise."""
     flat = array.reshape(-1)
     out: list[str] = []
@@ -35,7 +40,7 @@ def decode_strings(array: np.ndarray, name: str) -> list[str]:
     return out
 
 
-def parse_item(texts: np.ndarray, kinds: np.ndarray | None) -> EmbedItem:
+def parse_item(texts: NDArray[Any], kinds: NDArray[Any] | None) -> EmbedItem:
     decoded = decode_strings(texts, "text")
     kind_values = decode_strings(kinds, "kind") if kinds is not None else ["query"]
     if len(set(kind_values)) != 1 or kind_values[0] not in KINDS:
@@ -44,31 +49,33 @@ def parse_item(texts: np.ndarray, kinds: np.ndarray | None) -> EmbedItem:
 
 
 def embed_items(
-    items: Sequence[EmbedItem | Exception], encode: Callable[[list[str], str], np.ndarray]
-) -> list[np.ndarray | Exception]:
+    items: Sequence[EmbedItem | Exception], encode: Callable[[list[str], Kind], NDArray[np.float32]]
+) -> list[NDArray[np.floating[Any]] | Exception]:
     """Encode all valid items with one call per kind; an item that fails alone does not fail the others.
 
     When a merged call raises, each item of that kind is retried on its own so that the error is returned
     only to the request that caused it.
     """
-    results: list[np.ndarray | Exception] = [item if isinstance(item, Exception) else np.empty(0) for item in items]
+    results: list[NDArray[np.floating[Any]] | Exception] = [
+        item if isinstance(item, Exception) else np.empty(0) for item in items
+    ]
     for kind in KINDS:
-        members = [i for i, item in enumerate(items) if isinstance(item, EmbedItem) and item.kind == kind]
+        members = [(i, item) for i, item in enumerate(items) if isinstance(item, EmbedItem) and item.kind == kind]
         if not members:
             continue
-        texts = [t for i in members for t in items[i].texts]  # type: ignore[union-attr]
+        texts = [t for _, item in members for t in item.texts]
         try:
             vectors = encode(texts, kind)
         except Exception:
-            for i in members:
+            for i, item in members:
                 try:
-                    results[i] = encode(items[i].texts, kind)  # type: ignore[union-attr]
+                    results[i] = encode(item.texts, kind)
                 except Exception as exc:
                     results[i] = exc
             continue
         offset = 0
-        for i in members:
-            n = len(items[i].texts)  # type: ignore[union-attr]
+        for i, item in members:
+            n = len(item.texts)
             results[i] = vectors[offset : offset + n]
             offset += n
     return results

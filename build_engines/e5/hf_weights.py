@@ -15,18 +15,20 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from safetensors import safe_open
 from tokenizers import Tokenizer
 
 from build_engines.e5.tokenizer import DEFAULT_MAX_LENGTH, load_tokenizer_json
-from build_engines.e5.weights import SUPPORTED_MODEL_TYPES, E5Config, E5Weights, expected_shapes
+from build_engines.e5.weights import SUPPORTED_MODEL_TYPES, E5Config, E5Weights, ModelType, expected_shapes
 
 __all__ = ["HFCheckpoint", "config_from_hf", "load_hf_checkpoint", "normalise_tensor_name"]
 
 _PREFIXES = ("bert.", "roberta.", "model.")
-_MODEL_TYPE_ALIASES = {"bert": "bert", "xlm-roberta": "xlm-roberta", "xlm_roberta": "xlm-roberta"}
+_MODEL_TYPE_ALIASES: dict[str, ModelType] = {"bert": "bert", "xlm-roberta": "xlm-roberta", "xlm_roberta": "xlm-roberta"}
 _DEFAULT_EPS = {"bert": 1e-12, "xlm-roberta": 1e-5}
 
 
@@ -61,7 +63,7 @@ def config_from_hf(raw: dict[str, object]) -> E5Config:
     if not isinstance(eps, int | float):
         raise ValueError(f"config.json: layer_norm_eps must be a number, got {eps!r}")
     return E5Config(
-        model_type=model_type,  # type: ignore[arg-type]
+        model_type=model_type,
         vocab_size=integer("vocab_size"),
         hidden_size=integer("hidden_size"),
         num_hidden_layers=integer("num_hidden_layers"),
@@ -101,8 +103,8 @@ def _weight_files(directory: Path) -> list[Path]:
     raise FileNotFoundError(f"{directory}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
 
 
-def _read_tensors(files: Iterable[Path]) -> dict[str, np.ndarray]:
-    tensors: dict[str, np.ndarray] = {}
+def _read_tensors(files: Iterable[Path]) -> dict[str, NDArray[Any]]:
+    tensors: dict[str, NDArray[Any]] = {}
     for path in files:
         if path.suffix == ".safetensors":
             tensors.update(_read_safetensors(path))
@@ -114,8 +116,8 @@ def _read_tensors(files: Iterable[Path]) -> dict[str, np.ndarray]:
     return tensors
 
 
-def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
+def _read_safetensors(path: Path) -> dict[str, NDArray[Any]]:
+    out: dict[str, NDArray[Any]] = {}
     with safe_open(str(path), framework="numpy") as handle:
         for key in handle.keys():  # noqa: SIM118 - safe_open handles are not iterable
             try:

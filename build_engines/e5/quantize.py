@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from numpy.typing import NDArray
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from inference.embedding import Encoder
@@ -116,7 +117,7 @@ def compare_models(
 ) -> QuantReport:
     """Cosine of the candidate's (int8, fp16) vs the fp32 vectors for ``texts`` (as queries, one at a time)
     and the time per text on this machine's CPU."""
-    results: dict[str, tuple[np.ndarray, float]] = {}
+    results: dict[str, tuple[NDArray[np.float32], float]] = {}
     for name in (fp32_file, candidate_file):
         encoder = Encoder(model_dir, model_file=name, intra_op_threads=threads, max_length=max_length)
         encoder.encode(texts[:2], "query")  # warm-up: first runs allocate

@@ -8,8 +8,10 @@ is right rather than that two copies of the same shortcut agree.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from build_engines.e5.weights import E5Weights
 
@@ -18,18 +20,20 @@ __all__ = ["reference_embed"]
 _erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
-def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+def _layer_norm(
+    x: NDArray[np.float64], w: NDArray[np.floating[Any]], b: NDArray[np.floating[Any]], eps: float
+) -> NDArray[np.float64]:
     mean = x.mean(axis=-1, keepdims=True)
     var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
-    normalised: np.ndarray = (x - mean) / np.sqrt(var + eps) * w + b
+    normalised: NDArray[np.float64] = (x - mean) / np.sqrt(var + eps) * w + b
     return normalised
 
 
 def reference_embed(
     weights: E5Weights,
-    input_ids: np.ndarray,
-    attention_mask: np.ndarray,
-) -> np.ndarray:
+    input_ids: NDArray[np.int64],
+    attention_mask: NDArray[np.int64],
+) -> NDArray[np.float32]:
     """float32 [batch, hidden] L2-normalised mean-pooled embeddings, one sequence at a time."""
     cfg = weights.config
     out = np.zeros((input_ids.shape[0], cfg.hidden_size), dtype=np.float64)

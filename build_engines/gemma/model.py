@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -22,7 +23,7 @@ from torch import nn
 __all__ = ["GemmaEmbedder", "load_embedder"]
 
 
-class _RMSNorm(nn.Module):
+class _RMSNorm(nn.Module):  # type: ignore[misc]  # nn.Module is Any: torch is in the build venv only
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
         self.eps = eps
@@ -38,14 +39,14 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-class _Layer(nn.Module):
-    def __init__(self, cfg: dict[str, object], sliding: bool) -> None:
+class _Layer(nn.Module):  # type: ignore[misc]  # nn.Module is Any: torch is in the build venv only
+    def __init__(self, cfg: dict[str, Any], sliding: bool) -> None:
         super().__init__()
-        hidden, eps = int(cfg["hidden_size"]), float(cfg["rms_norm_eps"])  # type: ignore[arg-type]
-        self.heads, self.kv_heads = int(cfg["num_attention_heads"]), int(cfg["num_key_value_heads"])  # type: ignore[arg-type]
-        self.head_dim = int(cfg["head_dim"])  # type: ignore[arg-type]
-        self.scale = float(cfg["query_pre_attn_scalar"]) ** -0.5  # type: ignore[arg-type]
-        base = float(cfg["rope_local_base_freq"] if sliding else cfg["rope_theta"])  # type: ignore[arg-type]
+        hidden, eps = int(cfg["hidden_size"]), float(cfg["rms_norm_eps"])
+        self.heads, self.kv_heads = int(cfg["num_attention_heads"]), int(cfg["num_key_value_heads"])
+        self.head_dim = int(cfg["head_dim"])
+        self.scale = float(cfg["query_pre_attn_scalar"]) ** -0.5
+        base = float(cfg["rope_local_base_freq"] if sliding else cfg["rope_theta"])
         self.register_buffer(
             "inv_freq", 1.0 / base ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim), False
         )
@@ -54,7 +55,7 @@ class _Layer(nn.Module):
         self.v_proj = nn.Linear(hidden, self.kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.heads * self.head_dim, hidden, bias=False)
         self.q_norm, self.k_norm = _RMSNorm(self.head_dim, eps), _RMSNorm(self.head_dim, eps)
-        inter = int(cfg["intermediate_size"])  # type: ignore[arg-type]
+        inter = int(cfg["intermediate_size"])
         self.gate_proj = nn.Linear(hidden, inter, bias=False)
         self.up_proj = nn.Linear(hidden, inter, bias=False)
         self.down_proj = nn.Linear(inter, hidden, bias=False)
@@ -88,15 +89,15 @@ class _Layer(nn.Module):
         return x + self.post_feedforward_layernorm(self.down_proj(gated))
 
 
-class GemmaEmbedder(nn.Module):
-    def __init__(self, cfg: dict[str, object], dense_dims: list[tuple[int, int]]) -> None:
+class GemmaEmbedder(nn.Module):  # type: ignore[misc]  # nn.Module is Any: torch is in the build venv only
+    def __init__(self, cfg: dict[str, Any], dense_dims: list[tuple[int, int]]) -> None:
         super().__init__()
-        hidden = int(cfg["hidden_size"])  # type: ignore[arg-type]
-        self.embed_tokens = nn.Embedding(int(cfg["vocab_size"]), hidden)  # type: ignore[arg-type]
+        hidden = int(cfg["hidden_size"])
+        self.embed_tokens = nn.Embedding(int(cfg["vocab_size"]), hidden)
         self.normalizer = math.sqrt(hidden)
         layer_types = cfg["layer_types"]
-        self.layers = nn.ModuleList(_Layer(cfg, t == "sliding_attention") for t in layer_types)  # type: ignore[union-attr]
-        self.norm = _RMSNorm(hidden, float(cfg["rms_norm_eps"]))  # type: ignore[arg-type]
+        self.layers = nn.ModuleList(_Layer(cfg, t == "sliding_attention") for t in layer_types)
+        self.norm = _RMSNorm(hidden, float(cfg["rms_norm_eps"]))
         self.dense = nn.ModuleList(nn.Linear(i, o, bias=False) for i, o in dense_dims)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -132,4 +133,5 @@ def load_embedder(checkpoint: Path) -> GemmaEmbedder:
     missing = [m for m in missing if not m.endswith("inv_freq")]
     if missing or unexpected:
         raise ValueError(f"{checkpoint}: missing tensors {missing[:5]}, unexpected {unexpected[:5]}")
-    return model.eval()
+    model.eval()
+    return model
