@@ -8,7 +8,8 @@ Inputs:
 - measured on this machine, in this process: the gateway's own CPU time per search and per streamed
   answer (the real index; query vectors and generated text from stand-ins, so Triton's work is not
   counted — it runs elsewhere): route, validation, retrieval, prompt, checks, SSE framing of every piece;
-- published TensorRT-LLM figures for an 8B model in FP8 on one H200 (FIELD_NOTES "Published anchors"):
+- published TensorRT-LLM figures for an 8B model in FP8 on one H200 (NVIDIA's published TensorRT-LLM
+  performance overview):
   3,538 output tokens/s at 2,048 input / 128 output tokens offline, and about 32 ms to the first token of
   a 2,048-token prompt;
 - the load: 800,000 requests a month = 1.1 requests/s over office hours, 5.6 at peak; answers of at most

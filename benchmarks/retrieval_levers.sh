@@ -49,11 +49,11 @@ order=(previous e5-audience-prefer e5-topics gemma-swap gemma-dense-weight-5 gem
 
 index() {  # build the embedder and the index a row needs (no-ops when up to date)
   env "$@" "$py" -c 'from rich.console import Console; from build_engines.cli import build_embedder
-from server.settings import Settings; build_embedder(Settings.from_env(), Console(stderr=True))'
+from config.settings import Settings; build_embedder(Settings.from_env(), Console(stderr=True))'
   env "$@" "$py" -m corpus ingest --source "$corpus" --out "$(env "$@" "$py" -c \
-    'from server.settings import Settings; print(Settings.from_env().resolved_index_dir)')"
+    'from config.settings import Settings; print(Settings.from_env().resolved_index_dir)')"
   env "$@" "$py" -c 'from rich.console import Console; from build_engines.cli import query_tower
-from server.settings import Settings; s = Settings.from_env(); s.query_embedding_dir and query_tower(s, Console(stderr=True))'
+from config.settings import Settings; s = Settings.from_env(); s.query_embedding_dir and query_tower(s, Console(stderr=True))'
 }
 for label in "${order[@]}"; do
   read -r -a vars <<< "${rows[$label]}"

@@ -179,10 +179,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Triton's gRPC endpoint (host:port) used for inference."""
 
     triton_http_port: int = 8000
-    """Triton's HTTP port (used by the run command when it starts tritonserver)."""
+    """Triton's HTTP port (used by ``python -m server serve`` when it starts tritonserver)."""
 
     triton_metrics_port: int = 8002
-    """Triton's metrics port (used by the run command when it starts tritonserver)."""
+    """Triton's metrics port (used by ``python -m server serve`` when it starts tritonserver)."""
 
     triton_timeout_s: float = 10.0
     """Deadline of one inference call to Triton; past it the request fails with 503 instead of hanging."""

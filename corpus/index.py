@@ -13,7 +13,8 @@ Dense vectors say what a fiche is about. Their rows are set by the index's *dens
   protégé") and each related question — so that a question about one situation the fiche covers meets that
   situation's own vector rather than an average of the whole fiche (46,916 rows; about 16 minutes of
   EmbeddingGemma on two cores, and no gain on the dev split: benchmarks/README.md);
-- ``all``: the topics and every chunk (37,758 more rows; for GPU hosts).
+- ``chunks``: the heads and every chunk (37,758 more rows);
+- ``all``: the topics and every chunk (for GPU hosts).
 A fiche's dense score is its best row. The retriever fuses the rankings by fiche.
 
 Everything is written to one directory with a manifest; loading reads arrays and msgpack, no parsing, so

@@ -6,8 +6,10 @@ gRPC RESOURCE_EXHAUSTED) carrying a retry time: nothing has been started for it 
 retry time is the expected wait, from the queue ahead and the gate's measured service time (an exponential
 moving average of how long admitted requests held their slot).
 
-The gateway has two gates (``server.http.app``): answers, sized from the generator's concurrent sequences in the
-rendered deployment, and search, larger, so that advisors can still search while drafting is saturated.
+The gateway has two gates, one per domain service (``SearchService`` and ``AnswerService`` make them through
+``GatewayMetrics.gate``): answers, sized by default from the rendered deployment (the embedding model's
+instances for quoted answers, the generator's concurrent sequences for drafted ones: ``server/runtime.py``),
+and search, larger, so that advisors can still search while answering is saturated.
 Admitted work is never cut by new arrivals: a refusal only ever concerns the arriving request.
 """
 

@@ -124,7 +124,7 @@ async def serving(
     generator: Generator | None = None,
     index_dir: Path | None = None,
 ) -> AsyncIterator[Services]:
-    """The services and, when ``ALBERT_GRPC_PORT`` is set, the gRPC API over them (stopped first, in-flight
+    """The services and, unless ``ALBERT_GRPC_PORT`` is 0, the gRPC API over them (stopped first, in-flight
     calls given ``drain_s``); what ``python -m server`` hands the HTTP app."""
     from server.rpc.server import start_grpc_server  # grpc.aio is only loaded where the API is served
 

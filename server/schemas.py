@@ -193,7 +193,8 @@ class HealthStatus(msgspec.Struct, kw_only=True):
 
 
 class AnswerRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """A question for a drafted answer. ``stream``: Server-Sent Events instead of one JSON body."""
+    """A question for an answer (quoted or drafted: ``answer_mode``). ``stream``: Server-Sent Events instead of one JSON
+    body."""
 
     question: str
     audience: str | None = None

@@ -1,4 +1,5 @@
-"""``albert ask "question"``: a drafted answer, streamed, then its sources, frequent questions and links.
+"""``albert ask "question"``: the answer (quoted from the fiches or drafted), streamed, then its sources,
+frequent questions and links.
 
 albert ask "Ma carte d'identité a été volée, que faire ?" --audience particuliers
 albert ask "…" --target http://127.0.0.1:8080          # HTTP instead of gRPC

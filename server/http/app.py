@@ -59,7 +59,7 @@ def create_app(services: ServicesSource) -> Litestar:
             title="Albert France Services",
             version="1.0.0",
             description=(
-                "Search over the service-public.fr fiches and drafted answers grounded in them, "
+                "Search over the service-public.fr fiches and answers grounded in them (quoted or drafted), "
                 "for France Services advisors."
             ),
         ),

@@ -1,10 +1,11 @@
-"""Gateway-side micro-batching of query embeddings: concurrent searches share one Triton call.
+"""Gateway-side micro-batching of query embeddings: concurrent searches share Triton calls.
 
 Each search needs one query vector. Sent one by one, 64 concurrent searches are 64 gRPC calls, 64 request
-conversions in the python backend and as many responses; coalesced, they are one call of 64 texts (and
-Triton's dynamic batcher still joins calls that arrive together). A call waits at most ``max_wait_s``
-after the first text of a batch arrived (or less: as soon as ``max_batch`` texts are waiting), and only
-while an earlier call is still in Triton: a search that arrives when nothing is in flight leaves at once.
+conversions in the python backend and as many responses; coalesced, they are a few calls of ``max_batch``
+texts (32 by default; and Triton's dynamic batcher still joins calls that arrive together). A call waits at
+most ``max_wait_s`` after the first text of a batch arrived (or less: as soon as ``max_batch`` texts are
+waiting), and only while an earlier call is still in Triton: a search that arrives when nothing is in flight
+leaves at once.
 
 - Order: each caller gets the rows of its own texts, in its order.
 - Isolation: when a merged call fails, each caller's texts are retried on their own, so one bad text

@@ -26,7 +26,7 @@ def _convert(exc: InferenceServerException, what: str) -> ApiError:
 
 
 class TritonEmbedder:
-    """Query embeddings from the embedding model served by Triton."""
+    """Embeddings of queries (search) and passages (the answers' sentences) from the model served by Triton."""
 
     def __init__(self, url: str, interface: EmbedderInterface, *, timeout_s: float) -> None:
         self.url = url

@@ -223,7 +223,8 @@ class HashEmbedder:
 
 
 class ScriptedGenerator:
-    """Plays back text pieces; records what it was asked. ``fail``: raised before (ready) or after a piece."""
+    """Plays back text pieces; records what it was asked. ``not_ready``: raised by ``ensure_ready``;
+    ``fail_after_first``: raised after the first piece."""
 
     def __init__(self) -> None:
         self.pieces: list[str] = []
