@@ -52,8 +52,9 @@ def free_port() -> int:
     fails to start (seen once in CI: the gateway's gRPC port). Ports already given by this process are not
     given again."""
     low, high = _ephemeral_range()
-    candidates = [*range(20000, min(low, 32768)), *range(high + 1, 65536)] or list(range(1024, low))
-    for port in random.sample(candidates, len(candidates)):
+    candidates: list[int] = [*range(20000, min(low, 32768)), *range(high + 1, 65536)] or [*range(1024, low)]
+    random.shuffle(candidates)
+    for port in candidates:
         if port in _given_ports:
             continue
         with socket.socket() as sock:
