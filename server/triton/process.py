@@ -49,8 +49,8 @@ def free_port() -> int:
 
     Taken outside the kernel's ephemeral range: a port from the ephemeral range (what binding port 0 gives)
     can be handed to an outgoing connection between this choice and the server's bind, and the server then
-    fails to start (seen once in CI: the gateway's gRPC port). Ports already given by this process are not
-    given again."""
+    fails to start (the likely cause of a gateway that exited with 3 at start-up once in CI: a gRPC port that
+    cannot be bound gives exactly that). Ports already given by this process are not given again."""
     low, high = _ephemeral_range()
     candidates: list[int] = [*range(20000, min(low, 32768)), *range(high + 1, 65536)] or [*range(1024, low)]
     random.shuffle(candidates)
