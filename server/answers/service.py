@@ -53,7 +53,10 @@ from server.search.service import SearchService, ms
 __all__ = ["AnswerPreview", "AnswerService", "Delta", "Generator", "Prepared"]
 
 _encoder = msgspec.json.Encoder()
-_EMBED_BATCH = 32  # texts per embedding request (the served model's batch limit is 64)
+# Texts per embedding request of the sentence check. Small, so that each request stays well inside the Triton
+# deadline on a loaded CPU: 32 fiche sentences took 2.1-2.7 s on 2 free cores (8: 0.3-0.7 s), and a loaded
+# machine timed out at 5 s; sorted by length, a request pads little, so the total is no longer than with 32.
+_EMBED_BATCH = 8
 
 
 class AnswerPreview(msgspec.Struct, kw_only=True):
@@ -167,7 +170,7 @@ class AnswerService:
     async def _vectors(self, texts: list[str]) -> NDArray[np.float32]:
         """Passage embeddings of ``texts`` (answer and source sentences), from the cache where it can."""
         found = {t: v for t in dict.fromkeys(texts) if (v := self.sentence_vectors.get(t)) is not None}
-        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        missing = sorted((t for t in dict.fromkeys(texts) if t not in found), key=len)
         for start in range(0, len(missing), _EMBED_BATCH):
             batch = missing[start : start + _EMBED_BATCH]
             for text, vector in zip(batch, await self.search.embedder.embed(batch, "passage"), strict=True):
