@@ -204,11 +204,18 @@ async def ground(
         [bool(c.stems or c.numbers) and " ".join(c.text.split()) in passage for passage in flat] for c in claims
     ]
     lexical = [[_lexical(c, group) if group else (0.0, False) for group in evidence] for c in claims]
+    # A copied sentence already has the best support there is; other passages matter only where it cites them
+    # (to keep or remove that citation): the quoted answer, copied throughout, embeds only its own sentences.
+    cited = [citation_numbers(s.text) for s in sentences]
     to_embed = [
         (i, n)
         for i, claim in enumerate(claims)
         for n, group in enumerate(evidence)
-        if group and not verbatim[i][n] and lexical[i][n][1] and lexical[i][n][0] >= rules.min_lexical
+        if group
+        and not verbatim[i][n]
+        and (not any(verbatim[i]) or n + 1 in cited[i])
+        and lexical[i][n][1]
+        and lexical[i][n][0] >= rules.min_lexical
     ]
     texts = list(
         dict.fromkeys(
@@ -233,17 +240,16 @@ async def ground(
     lines: dict[int, list[str]] = {}
     bullets: dict[int, str] = {}
     for i, (sentence, claim) in enumerate(zip(sentences, claims, strict=True)):
-        cited = citation_numbers(sentence.text)
         supports = [support(i, n) for n in range(len(evidence))]
         best = max(supports, key=lambda s: (s.supported, s.score), default=None)
         score = best.score if best is not None else 0.0
         if is_echo(claim, asked, rules):
             out.removed_echo += 1
-            out.citations_removed += len(cited)
+            out.citations_removed += len(cited[i])
             out.sentences.append(GroundedSentence(claim.text, "echo", (), score))
             continue
-        kept = [n for n in cited if supports[n - 1].supported]
-        out.citations_removed += len(cited) - len(kept)
+        kept = [n for n in cited[i] if supports[n - 1].supported]
+        out.citations_removed += len(cited[i]) - len(kept)
         if not kept and best is not None and best.supported:
             kept = [supports.index(best) + 1]
             out.citations_added += 1

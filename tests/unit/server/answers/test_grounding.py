@@ -133,3 +133,23 @@ def test_lists_keep_their_layout() -> None:
     assert grounded.text == (
         "- déclarer le vol au commissariat de police [1] ;\n- vous rétracter dans un délai de 14 jours [2]."
     )
+
+
+def test_a_copied_sentence_embeds_only_what_it_cites() -> None:
+    """A sentence copied from the passage it cites needs no embedding, even where another passage shares its
+    words; a citation of a passage it is not copied from is judged with the embedder, as before."""
+    near = "Déclarez le vol au commissariat de police ou à la gendarmerie, muni d'une pièce d'identité."
+    passages = [*PASSAGES, near]
+    embedded: list[str] = []
+
+    async def counting(texts: list[str]) -> np.ndarray:
+        embedded.extend(texts)
+        return hashing_embed(texts)
+
+    copied = "Vous devez déclarer le vol au commissariat de police ou à la gendarmerie [1]."
+    grounded = asyncio.run(ground(copied, QUESTION, passages, counting, RULES))
+    assert embedded == [] and grounded.text == copied
+    assert grounded.sentences[0].citations == (1,) and grounded.sentences[0].support == 1.0
+    grounded = asyncio.run(ground(copied.replace("[1]", "[1][3]"), QUESTION, passages, counting, RULES))
+    assert embedded == [strip_citations(copied), near]
+    assert grounded.sentences[0].citations == (1, 3) and grounded.citations_removed == 0
