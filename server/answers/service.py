@@ -54,8 +54,8 @@ __all__ = ["AnswerPreview", "AnswerService", "Delta", "Generator", "Prepared"]
 
 _encoder = msgspec.json.Encoder()
 # Texts per embedding request of the sentence check. Small, so that each request stays well inside the Triton
-# deadline on a loaded CPU: 32 fiche sentences took 2.1-2.7 s on 2 free cores (8: 0.3-0.7 s), and a loaded
-# machine timed out at 5 s; sorted by length, a request pads little, so the total is no longer than with 32.
+# deadline on a loaded CPU (32 fiche sentences took 2.1-4.0 s on 2 free cores, and a loaded machine timed out
+# at 5 s); sorted by length, requests pad little: 161 sentences took 9-10 s in all by 8, 13 s by 32.
 _EMBED_BATCH = 8
 
 
